@@ -1,0 +1,26 @@
+from setuptools import find_packages
+from setuptools import setup
+
+setup(
+    name="tf_rpp",
+    version="0.1.0",
+    description="Reweighted Proximal Pruning (RPP) for Keras 3 / keras-hub BERT models, exported to TFLite.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["tf_rpp", "tf_rpp.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<4",
+        "keras-hub>=0.32,<0.33",
+        "tensorflow-text>=2.21,<2.22",
+        "tensorflow-model-optimization>=0.8.1,<0.9",
+        "tensorboard>=2.21,<2.22",
+        "numpy",
+        "h5py",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+    },
+)

@@ -1,0 +1,34 @@
+"""tf_rpp: Reweighted Proximal Pruning for Keras 3 BERT models.
+
+    optimizer = tf_rpp.RPPOptimizer(keras.optimizers.AdamW(1e-4))
+    model.compile(optimizer=optimizer, ...)
+    model.fit(ds, callbacks=[tf_rpp.RPPCallback(
+        tfmot.sparsity.keras.PolynomialDecay(0.0, 0.8, 0, 2000))])
+    optimizer.get_mask().save("mask.npz")
+
+Modules: `proximal` (the math, pure functions), `selection` (which weights),
+`optimizer` (`RPPOptimizer`, `MaskedOptimizer`), `callback` (`RPPCallback`),
+`mask` (`SparsityMask`), `saving` (`load_model`).
+"""
+
+from tf_rpp import proximal
+from tf_rpp import selection
+from tf_rpp.callback import RPPCallback
+from tf_rpp.mask import SparsityMask
+from tf_rpp.optimizer import MaskedOptimizer
+from tf_rpp.optimizer import RPPOptimizer
+from tf_rpp.saving import load_model
+from tf_rpp.selection import select_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MaskedOptimizer",
+    "RPPCallback",
+    "RPPOptimizer",
+    "SparsityMask",
+    "load_model",
+    "proximal",
+    "select_weights",
+    "selection",
+]

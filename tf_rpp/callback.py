@@ -1,0 +1,223 @@
+"""`RPPCallback`: drives pruning from a tfmot `PruningSchedule`.
+
+The callback calls the schedule exactly as tfmot does
+(`should_prune, target = schedule(step)`) with `step` the number of optimizer
+steps taken so far. On pruning steps it steers the optimizer towards the target:
+
+- with `RPPOptimizer`, it adapts lambda (`l1_strength`) multiplicatively so the
+  exact-zero fraction tracks the target;
+- with a plain `MaskedOptimizer` (the NIP baseline), it sets the mask to the
+  largest-magnitude weights at the target, as tfmot's `prune_low_magnitude`.
+
+Once `step >= end_step` it hardens the pattern to exactly the final target
+(smallest magnitudes pruned, globally or per layer) and freezes the mask; from
+then on the optimizer only enforces it. All the state it steers lives in the
+optimizer's variables, so a run resumed by `BackupAndRestore` continues exactly.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+from keras.src.utils import io_utils
+
+from tf_rpp.mask import SparsityMask
+from tf_rpp.optimizer import MaskedOptimizer
+from tf_rpp.optimizer import RPPOptimizer
+from tf_rpp.optimizer import _total_sparsity
+
+# The smallest lambda the controller moves from: multiplicative steps cannot
+# leave 0, and a run started at l1_strength=0 with a schedule should still prune.
+_MIN_L1_STRENGTH = 1e-6
+
+
+def _pruning_schedule_class():
+    try:
+        from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule
+    except ImportError:  # pragma: no cover - tfmot is a hard dependency
+        return None
+    return pruning_schedule.PruningSchedule
+
+
+class RPPCallback(keras.callbacks.Callback):
+    """Prunes to a tfmot schedule with `RPPOptimizer` (or the magnitude baseline).
+
+    Args:
+        schedule: a `tfmot.sparsity.keras.PruningSchedule` (`ConstantSparsity`,
+            `PolynomialDecay`, or your subclass), or `None` for the paper's mode:
+            lambda stays fixed and, at the end of training, the exact zeros
+            become the frozen mask.
+        scope: how the final hardening ranks magnitudes: `"global"` (all pruned
+            weights together, the default: layers that RPP found more prunable
+            stay sparser) or `"per_layer"` (every weight at the target, tfmot's
+            behaviour). Also used by the magnitude baseline's updates.
+        adapt_rate: gain of the lambda controller:
+            `lambda <- lambda * exp(adapt_rate * (target - sparsity))` on each
+            pruning step, the factor clipped to [1/2, 2] so one noisy
+            measurement cannot swing lambda far.
+        log_every: steps between sparsity measurements when `schedule` is None
+            (with a schedule, they happen on its pruning steps).
+        log_dir: if given, per-layer sparsity, total sparsity, target and lambda
+            are written there as TensorBoard scalars, like tfmot's
+            `PruningSummaries`.
+
+    Each batch's logs (so the progress bar and `History`) get `sparsity`,
+    `target_sparsity` (with a schedule) and `l1_strength` (with RPP).
+
+    Example:
+
+    ```python
+    schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.8, begin_step=0,
+                                                   end_step=2000, frequency=50)
+    model.compile(optimizer=tf_rpp.RPPOptimizer(keras.optimizers.AdamW(1e-4)))
+    model.fit(ds, epochs=4, callbacks=[tf_rpp.RPPCallback(schedule, log_dir="logs")])
+    ```
+    """
+
+    def __init__(self, schedule=None, scope="global", adapt_rate=8.0, log_every=100, log_dir=None):
+        super().__init__()
+        schedule_class = _pruning_schedule_class()
+        if schedule is not None and not isinstance(schedule, schedule_class):
+            raise ValueError(
+                f"`schedule` must be a tfmot.sparsity.keras.PruningSchedule (for example "
+                f"PolynomialDecay(0.0, 0.8, 0, 2000)) or None; received {type(schedule).__name__}."
+            )
+        if scope not in ("global", "per_layer"):
+            raise ValueError(f"`scope` must be 'global' or 'per_layer'; received {scope!r}.")
+        if not (isinstance(adapt_rate, (int, float)) and math.isfinite(adapt_rate) and adapt_rate > 0):
+            raise ValueError(f"`adapt_rate` must be a positive number; received {adapt_rate!r}. Try 8.0.")
+        if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
+            raise ValueError(f"`log_every` must be an integer >= 1; received {log_every!r}.")
+        self.schedule = schedule
+        self.scope = scope
+        self.adapt_rate = float(adapt_rate)
+        self.log_every = log_every
+        self.log_dir = log_dir
+        self.end_step = _end_step(schedule)
+        if schedule is not None and self.end_step is not None:
+            _check_target(schedule(tf.constant(self.end_step, tf.int64))[1], self.end_step)
+        self._writer = None
+        self._last = {}
+
+    @property
+    def optimizer(self):
+        optimizer = getattr(self.model, "optimizer", None)
+        if not isinstance(optimizer, MaskedOptimizer):
+            raise ValueError(
+                "RPPCallback needs the model compiled with tf_rpp.RPPOptimizer (or "
+                f"tf_rpp.MaskedOptimizer for the magnitude baseline); it has {type(optimizer).__name__}."
+            )
+        return optimizer
+
+    def on_train_begin(self, logs=None):
+        optimizer = self.optimizer
+        if not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        if self.log_dir is not None and self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        self._measure(int(optimizer.iterations.numpy()), target=None)
+
+    def on_train_batch_end(self, batch, logs=None):
+        optimizer = self.optimizer
+        step = int(optimizer.iterations.numpy())
+        if self.schedule is None:
+            if step % self.log_every == 0:
+                self._measure(step, target=None)
+        elif not optimizer.frozen:
+            self._follow_schedule(optimizer, step)
+        if logs is not None:
+            logs.update(self._last)
+
+    def _follow_schedule(self, optimizer, step):
+        should_prune, target = self.schedule(tf.constant(step, tf.int64))
+        target = _check_target(target, step)
+        if self.end_step is not None and step >= self.end_step:
+            self._harden(optimizer, step, target)
+            return
+        if not bool(should_prune):
+            return
+        if isinstance(optimizer, RPPOptimizer):
+            sparsity = optimizer.sparsity()
+            factor = math.exp(self.adapt_rate * (target - sparsity))
+            factor = min(max(factor, 0.5), 2.0)
+            optimizer.l1_strength = max(optimizer.l1_strength, _MIN_L1_STRENGTH) * factor
+        else:
+            optimizer.set_mask(SparsityMask.from_magnitudes(optimizer.weights_by_key(), target, self.scope))
+        self._measure(step, target)
+
+    def _harden(self, optimizer, step, target):
+        mask = SparsityMask.from_magnitudes(
+            optimizer.weights_by_key(), target, self.scope, step=step,
+            schedule=type(self.schedule).__name__ if self.schedule is not None else None,
+            optimizer=type(optimizer).__name__,
+        )
+        optimizer.set_mask(mask, freeze=True)
+        self._measure(step, target)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self._last)
+
+    def on_train_end(self, logs=None):
+        optimizer = self.optimizer
+        step = int(optimizer.iterations.numpy())
+        if optimizer.frozen:
+            self._measure(step, self._last.get("target_sparsity"))
+        elif self.schedule is None:
+            # The paper's mode: the exact zeros are the pattern.
+            mask = SparsityMask({k: w != 0 for k, w in optimizer.weights_by_key().items()})
+            optimizer.set_mask(mask, freeze=True)
+            self._measure(step, None)
+        elif self.end_step is None:
+            # A schedule that prunes forever: harden at the last target.
+            self._harden(optimizer, step, _check_target(self.schedule(tf.constant(step, tf.int64))[1], step))
+        else:
+            self._measure(step, None)
+            io_utils.print_msg(
+                f"RPPCallback: training stopped at step {step}, before the schedule's end_step "
+                f"{self.end_step}; the mask is not final yet (sparsity {optimizer.sparsity():.4f}). "
+                "Continue training to harden it."
+            )
+        if self._writer is not None:
+            self._writer.flush()
+
+    def _measure(self, step, target):
+        optimizer = self.optimizer
+        counts = optimizer.zero_counts()
+        layers = {key: zeros / max(size, 1) for key, (zeros, size) in counts.items()}
+        total = _total_sparsity(counts)
+        self._last["sparsity"] = total
+        if target is not None:
+            self._last["target_sparsity"] = float(target)
+        if isinstance(optimizer, RPPOptimizer):
+            self._last["l1_strength"] = optimizer.l1_strength
+        if self._writer is not None:
+            with self._writer.as_default(step=step):
+                tf.summary.scalar("sparsity/total", total)
+                for key, value in layers.items():
+                    tf.summary.scalar(f"sparsity/{key}", value)
+                if target is not None:
+                    tf.summary.scalar("target_sparsity", float(target))
+                if "l1_strength" in self._last:
+                    tf.summary.scalar("l1_strength", self._last["l1_strength"])
+
+
+def _end_step(schedule):
+    if schedule is None:
+        return None
+    end = getattr(schedule, "end_step", None)
+    if end is None:
+        end = schedule.get_config().get("config", {}).get("end_step") if hasattr(schedule, "get_config") else None
+    if end is None or int(end) < 0:
+        return None
+    return int(end)
+
+
+def _check_target(target, step):
+    target = float(target)
+    if not 0.0 <= target < 1.0:
+        raise ValueError(
+            f"The pruning schedule asks for sparsity {target} at step {step}; targets must be "
+            "in [0, 1). Lower the schedule's final_sparsity/target_sparsity below 1, e.g. 0.9."
+        )
+    return target

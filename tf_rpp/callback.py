@@ -54,9 +54,14 @@ class RPPCallback(keras.callbacks.Callback):
         adapt_rate: gain of the lambda controller:
             `lambda <- lambda * exp(adapt_rate * (target - sparsity))` on each
             pruning step, the factor clipped to [1/2, 2] so one noisy
-            measurement cannot swing lambda far.
-        log_every: steps between sparsity measurements when `schedule` is None
-            (with a schedule, they happen on its pruning steps).
+            measurement cannot swing lambda far. Lambda is not raised when
+            sparsity, at the pace it grew since the last pruning step, will
+            reach the target by the next one (anti-windup): RPP's zeros are
+            sticky and lambda shrinks every kept weight too, so an overshoot is
+            slow to undo and costs accuracy.
+        log_every: steps between sparsity measurements when no schedule is
+            pruning (paper mode, or once the mask is frozen); with a schedule
+            they also happen on its pruning steps.
         log_dir: if given, per-layer sparsity, total sparsity, target and lambda
             are written there as TensorBoard scalars, like tfmot's
             `PruningSummaries`.
@@ -120,11 +125,10 @@ class RPPCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         optimizer = self.optimizer
         step = int(optimizer.iterations.numpy())
-        if self.schedule is None:
-            if step % self.log_every == 0:
-                self._measure(step, target=None)
-        elif not optimizer.frozen:
+        if self.schedule is not None and not optimizer.frozen:
             self._follow_schedule(optimizer, step)
+        elif step % self.log_every == 0:
+            self._measure(step, target=self._last.get("target_sparsity"))
         if logs is not None:
             logs.update(self._last)
 
@@ -140,6 +144,10 @@ class RPPCallback(keras.callbacks.Callback):
             sparsity = optimizer.sparsity()
             factor = math.exp(self.adapt_rate * (target - sparsity))
             factor = min(max(factor, 0.5), 2.0)
+            last_sparsity = float(optimizer.controller_variable.numpy()[0])
+            if factor > 1 and last_sparsity >= 0 and 2 * sparsity - last_sparsity >= target:
+                factor = 1.0  # at its current pace it reaches the target by the next step
+            optimizer.controller_variable.assign([sparsity, target])
             optimizer.l1_strength = max(optimizer.l1_strength, _MIN_L1_STRENGTH) * factor
         else:
             optimizer.set_mask(SparsityMask.from_magnitudes(optimizer.weights_by_key(), target, self.scope))

@@ -57,10 +57,20 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
         model.compile(**arguments)
         model.optimizer.build(model.trainable_variables)
         with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
-            if "optimizer" in weights and "vars" in weights["optimizer"]:
-                saved = weights["optimizer"]["vars"]
-                model.optimizer.load_own_variables({key: saved[key][()] for key in saved.keys()})
+            _load_optimizer_group(model.optimizer, weights.get("optimizer"))
     return model
+
+
+def _load_optimizer_group(optimizer, group):
+    """Loads an optimizer's saved variables, and those of a wrapped inner optimizer."""
+    if group is None:
+        return
+    if "vars" in group:
+        saved = group["vars"]
+        optimizer.load_own_variables({key: saved[key][()] for key in saved.keys()})
+    inner = getattr(optimizer, "inner_optimizer", None)
+    if inner is not None:
+        _load_optimizer_group(inner, group.get("inner_optimizer"))
 
 
 def _optimizer_restored(optimizer):

@@ -1,0 +1,163 @@
+"""The TensorFlow-free runner: tokenizer parity with keras-hub, TFLite parity with Keras, errors."""
+
+import os
+import subprocess
+import sys
+import venv
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_rpp_lite
+from tf_rpp import data
+from tf_rpp import export
+from tf_rpp import models
+
+EDGE_CASES = [
+    "", "   ", "Hello, World!", "naïve café — résumé", "ÉCOLE ŒUVRE Straße İstanbul", "don't stop-believing...",
+    "Ｆｕｌｌｗｉｄｔｈ ｔｅｘｔ", "soft\u00adhyphen zero\u200bwidth", "emoji 😀 and ♥ symbols", "中文字符 和 日本語のテキスト",
+    "tabs\tand\nnewlines\r\n", "x" * 150, "supercalifragilisticexpialidocious antidisestablishmentarianism",
+    "$100 & 50% off #hashtag @user ^caret `tick` ~tilde |pipe|", "ﬁne ligatures", "Ångström µm ½",
+]
+
+
+@pytest.fixture(scope="module")
+def keras_tokenizer():
+    return models.tokenizer()
+
+
+@pytest.fixture(scope="module")
+def lite_tokenizer(keras_tokenizer):
+    return tf_rpp_lite.WordPieceTokenizer(
+        keras_tokenizer.get_vocabulary(), keras_tokenizer.lowercase, keras_tokenizer.strip_accents,
+        keras_tokenizer.split_on_cjk, keras_tokenizer.oov_token)
+
+
+def real_sentences():
+    sentences = [s for s, _ in data.rt_polarity("validation")]
+    sentences += [p for p, _, _ in data.snli_examples("validation")[:1500]]
+    sentences += [t.split("\n")[0] for t, _ in data.bbc_news_examples()[::4]]
+    return sentences
+
+
+def test_token_ids_equal_keras_hub_on_real_sentences_and_edge_cases(keras_tokenizer, lite_tokenizer):
+    texts = real_sentences() + EDGE_CASES
+    assert len(texts) > 3000
+    expected = keras_tokenizer(tf.constant(texts))
+    expected = expected.to_list() if hasattr(expected, "to_list") else [list(e) for e in expected]
+    mismatches = [(t, e, lite_tokenizer.encode(t)) for t, e in zip(texts, expected) if lite_tokenizer.encode(t) != e]
+    assert not mismatches, mismatches[:3]
+    # The edge cases do exercise unknown words and long words.
+    unk = lite_tokenizer.ids["[UNK]"]
+    assert unk in lite_tokenizer.encode("x" * 150)
+
+
+def test_packing_equals_the_keras_hub_preprocessor(keras_tokenizer, lite_tokenizer):
+    import keras_hub
+
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(keras_tokenizer, sequence_length=24)
+    ids = lite_tokenizer.ids
+    packer = tf_rpp_lite.BertPacker(ids["[CLS]"], ids["[SEP]"], ids["[PAD]"], 24)
+    pairs = [(p, h) for p, h, _ in data.snli_examples("validation")[:200]]
+    # x= keyword: a positional tuple would be read as (x, y).
+    want = preprocessor(x=(tf.constant([p for p, _ in pairs]), tf.constant([h for _, h in pairs])))
+    for i, (p, h) in enumerate(pairs):
+        token_ids, segment_ids, padding_mask = packer.pack([lite_tokenizer.encode(p), lite_tokenizer.encode(h)])
+        np.testing.assert_array_equal(token_ids, want["token_ids"][i].numpy())
+        np.testing.assert_array_equal(segment_ids, want["segment_ids"][i].numpy())
+        np.testing.assert_array_equal(padding_mask, want["padding_mask"][i].numpy().astype(np.int32))
+    singles = [s for s, _ in data.rt_polarity("validation")[:200]]
+    want = preprocessor(tf.constant(singles))
+    for i, s in enumerate(singles):
+        token_ids, _, _ = packer.pack([lite_tokenizer.encode(s)])
+        np.testing.assert_array_equal(token_ids, want["token_ids"][i].numpy())
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A MiniLM classifier (random head) exported with its tokenizer."""
+    keras.utils.set_random_seed(0)
+    classifier = models.classifier(models.backbone(), num_classes=2, sequence_length=32)
+    path = tmp_path_factory.mktemp("lite") / "model.tflite"
+    export.export_tflite(classifier, path, sequence_length=32, sparse=True, labels=["negative", "positive"])
+    return classifier, str(path)
+
+
+def test_tflite_classifier_matches_keras(exported):
+    classifier, path = exported
+    lite = tf_rpp_lite.TFLiteClassifier(path)
+    assert lite.runtime in ("ai_edge_litert", "tflite_runtime", "tensorflow")
+    texts = [s for s, _ in data.rt_polarity("validation")[:24]] + [("a premise here", "a hypothesis")]
+    got = lite.logits(texts)
+    want = classifier.predict(texts[:-1], verbose=0)
+    np.testing.assert_allclose(got[:-1], want, atol=1e-4)
+    labels, probabilities = lite.classify(texts[:3])
+    assert set(labels) <= {"negative", "positive"}
+    np.testing.assert_allclose(probabilities.sum(axis=-1), 1.0, rtol=1e-5)
+    _, truncated = lite.encode(["word " * 100])
+    assert truncated == 1
+
+
+def test_runner_imports_no_tensorflow_and_the_cli_works(exported):
+    _, path = exported
+    code = "import sys, tf_rpp_lite; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    done = subprocess.run([sys.executable, "-m", "tf_rpp_lite", path, "a wonderful film", "a dull, lifeless mess"],
+                          capture_output=True, text=True, env=env, check=True)
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split("\t")[0] in ("negative", "positive")
+    assert "runtime:" in done.stderr
+
+
+def test_corrupt_or_wrong_files_get_clear_errors(exported, tmp_path):
+    _, path = exported
+    with pytest.raises(FileNotFoundError, match="No model"):
+        tf_rpp_lite.TFLiteClassifier(str(tmp_path / "missing.tflite"))
+    wrong = tmp_path / "wrong.tflite"
+    wrong.write_bytes(b"this is not a model at all")
+    with pytest.raises(ValueError, match="not a TFLite model"):
+        tf_rpp_lite.TFLiteClassifier(str(wrong))
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(open(path, "rb").read()[:4096])
+    with pytest.raises(ValueError, match="could not be loaded"):
+        tf_rpp_lite.TFLiteClassifier(str(truncated))
+    alone = tmp_path / "alone.tflite"
+    alone.write_bytes(open(path, "rb").read())
+    with pytest.raises(FileNotFoundError, match="No tokenizer file"):
+        tf_rpp_lite.TFLiteClassifier(str(alone))
+
+
+def test_runner_in_a_tflite_runtime_only_environment(exported, tmp_path):
+    """tflite-runtime 2.14 and numpy<2 only, as on a small Linux device."""
+    classifier, path = exported
+    env_dir = tmp_path / "device"
+    venv.create(env_dir, with_pip=True)
+    python = str(env_dir / "bin" / "python")
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                              "tflite-runtime==2.14.0", "numpy<2"], capture_output=True, text=True)
+    if install.returncode != 0:
+        pytest.fail(f"could not install tflite-runtime==2.14.0 and numpy<2: {install.stderr[-800:]}")
+    texts = [s for s, _ in data.rt_polarity("validation")[:16]]
+    texts_file = tmp_path / "texts.txt"
+    texts_file.write_text("\n".join(texts), encoding="utf-8")
+    lite_dir = os.path.dirname(os.path.dirname(os.path.abspath(tf_rpp_lite.__file__)))
+    script = (
+        "import sys, json, numpy; sys.path.insert(0, sys.argv[1]); import tf_rpp_lite\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "c = tf_rpp_lite.TFLiteClassifier(sys.argv[2])\n"
+        "texts = open(sys.argv[3], encoding='utf-8').read().split('\\n')\n"
+        "print(json.dumps({'runtime': c.runtime, 'numpy': numpy.__version__, 'logits': c.logits(texts).tolist()}))\n"
+    )
+    done = subprocess.run([python, "-c", script, lite_dir, path, str(texts_file)],
+                          capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["runtime"] == "tflite_runtime" and result["numpy"].startswith("1.")
+    want = classifier.predict(texts, verbose=0)
+    np.testing.assert_allclose(np.asarray(result["logits"]), want, atol=1e-4)

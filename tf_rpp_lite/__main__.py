@@ -1,0 +1,3 @@
+from tf_rpp_lite import main
+
+main()

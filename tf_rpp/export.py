@@ -17,10 +17,10 @@ tf_rpp.export.export_tflite(classifier, "model.tflite", sequence_length=64)
 
 import json
 import os
-import tempfile
 
 import tensorflow as tf
 
+from tf_rpp.files import atomic_path
 from tf_rpp.files import atomic_write
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
@@ -83,20 +83,12 @@ def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, 
         optimizations.append(tf.lite.Optimize.DEFAULT)
     signature = [{n: tf.TensorSpec([batch_size, sequence_length], tf.int32, name=n) for n in INPUT_NAMES}]
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".tflite")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         model.export(
             tmp, format="litert", input_signature=signature, verbose=False, optimizations=optimizations,
             # Builtin ops only: a phone's TFLite runtime has no Flex (TF ops) delegate.
             target_spec={"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]},
         )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     preprocessor = getattr(model, "preprocessor", None)
     tokenizer = tokenizer or getattr(preprocessor, "tokenizer", None)
     if tokenizer is not None:

@@ -1,7 +1,33 @@
 """Crash-safe file writes for masks, reports and exported models."""
 
+import contextlib
 import os
 import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path`; renames it onto `path` on success.
+
+    For writers that take a path (Keras's exporters): a crash or an error
+    mid-write leaves the previous file intact and no temporary file behind.
+
+    Example:
+
+    >>> with atomic_path("/tmp/example.txt") as tmp:
+    ...     _ = open(tmp, "w").write("hello")
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def atomic_write(path, data):
@@ -13,17 +39,8 @@ def atomic_write(path, data):
 
     >>> atomic_write("/tmp/example.bin", b"hello")
     """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

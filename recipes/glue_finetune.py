@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import tf_rpp  # noqa: E402
 from tf_rpp import data  # noqa: E402
+from tf_rpp import distill  # noqa: E402
 from tf_rpp import export  # noqa: E402
 from tf_rpp import models  # noqa: E402
 from tf_rpp import tasks  # noqa: E402
@@ -49,7 +50,12 @@ def build_parser():
     p.add_argument("--learning-rate", type=float, default=1e-4, help="peak AdamW learning rate (default 1e-4)")
     p.add_argument("--warmup-fraction", type=float, default=0.1, help="linear warm-up share of the steps")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most this many validation examples")
+    p.add_argument("--teacher", default=None,
+                   help="a fine-tuned .keras classifier of the same task to distil from (e.g. the dense model)")
+    p.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the teacher term (default 0.5)")
+    p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature (default 2)")
     p.add_argument("--export-tflite", action="store_true", help="also write model.tflite (sparse encoding)")
+    p.add_argument("--no-save-model", action="store_true", help="do not write model.keras (sweeps that only need metrics)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     return p
@@ -73,6 +79,19 @@ def run(args):
     started = time.time()
     keras.utils.set_random_seed(args.seed)
     train, dev = _datasets(args, spec)
+    loss = (keras.losses.MeanSquaredError() if spec.is_regression
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if args.teacher:
+        if spec.is_regression:
+            raise ValueError(f"--teacher distils class probabilities; {args.task} is a regression task.")
+        teacher = tf_rpp.load_model(args.teacher, compile=False)
+        print(f"computing the teacher's logits on the training set ({args.teacher})")
+        logits = teacher.predict(train.batch(64).map(lambda x, y: (x,)), verbose=0)
+        if logits.shape[-1] != spec.num_classes:
+            raise ValueError(f"The teacher has {logits.shape[-1]} outputs; {args.task} has {spec.num_classes} classes.")
+        train = distill.with_teacher_logits(train, logits)
+        loss = distill.DistillationLoss(args.distill_alpha, args.temperature)
+        del teacher
     train = train.shuffle(20_000, seed=args.seed).repeat().batch(args.batch_size, drop_remainder=True)
     dev = dev.batch(64)
 
@@ -90,9 +109,8 @@ def run(args):
         optimizer = tf_rpp.MaskedOptimizer(inner, mask)
     else:
         optimizer = inner
-    loss = (keras.losses.MeanSquaredError() if spec.is_regression
-            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    classifier.compile(optimizer=optimizer, loss=loss)
+    # keras-hub's default metric reads y as labels; with a teacher y also carries logits.
+    classifier.compile(optimizer=optimizer, loss=loss, **({"metrics": []} if args.teacher else {}))
     print(f"fine-tuning {args.task} for {args.steps} steps ({'mask ' + args.mask if mask else 'dense'})")
     classifier.fit(train, steps_per_epoch=args.steps, epochs=1, verbose=args.verbose)
 
@@ -103,6 +121,7 @@ def run(args):
     metrics = tasks.evaluate(args.task, labels, predictions)
 
     result = {"task": args.task, "preset": str(args.preset), "mask": args.mask, "steps": args.steps,
+              "learning_rate": args.learning_rate, "teacher": args.teacher,
               "validation_examples": int(len(labels)), "metrics": metrics}
     if mask is not None:
         after = tf_rpp.SparsityMask.from_model(classifier, prune=mask.keys)
@@ -112,7 +131,8 @@ def run(args):
         print(f"mask held: {still_zero} ({mask.num_pruned:,} pruned weights, {after.num_pruned:,} zeros after)")
         if not still_zero:
             raise RuntimeError("A pruned weight became nonzero during fine-tuning.")
-    classifier.save(os.path.join(args.out, "model.keras"))
+    if not args.no_save_model:
+        classifier.save(os.path.join(args.out, "model.keras"))
     if args.export_tflite:
         path = os.path.join(args.out, "model.tflite")
         result["tflite_bytes"] = export.export_tflite(

@@ -137,3 +137,37 @@ def test_bad_schedules_and_options_raise_clear_errors():
     compile_mlm(model, keras.optimizers.AdamW())
     with pytest.raises(ValueError, match="needs the model compiled with tf_rpp.RPPOptimizer"):
         model.fit(mlm_dataset(n=16), verbose=0, callbacks=[tf_rpp.RPPCallback(ConstantSparsity(0.5, 0))])
+
+
+class PoisonLoss(keras.losses.Loss):
+    """The MLM loss, multiplied by NaN from a chosen step on (a diverging run)."""
+
+    def __init__(self, poison_at):
+        super().__init__(name="poison")
+        self.calls = keras.Variable(0.0, trainable=False, name="calls")
+        self.poison_at = poison_at
+        self.inner = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+
+    def call(self, y_true, y_pred):
+        self.calls.assign_add(1.0)
+        scale = tf.where(self.calls >= self.poison_at, tf.constant(float("nan")), 1.0)
+        return self.inner(y_true, y_pred) * scale
+
+
+def test_nan_loss_stops_pruning_and_leaves_the_last_good_mask_on_disk(tmp_path):
+    model = tiny_masked_lm(seed=11, hidden=32)
+    optimizer = tf_rpp.RPPOptimizer(keras.optimizers.AdamW(1e-3), reweight_every=10)
+    model.compile(optimizer=optimizer, loss=PoisonLoss(poison_at=25), weighted_metrics=["accuracy"])
+    good = tf_rpp.SparsityMask.from_model(model)
+    good.save(tmp_path / "mask.npz")
+    before = (tmp_path / "mask.npz").read_bytes()
+    history = keras.callbacks.History()
+    with pytest.raises(FloatingPointError, match="loss became nan at step 25.*Lower the learning rate"):
+        model.fit(mlm_dataset(n=320, batch=16), epochs=3, verbose=0, callbacks=[
+            tf_rpp.RPPCallback(PolynomialDecay(0.0, 0.8, 0, 40, frequency=5)), history])
+    assert int(optimizer.iterations.numpy()) == 25  # stopped inside the first bad step
+    assert not optimizer.frozen  # never hardened on broken weights
+    assert (tmp_path / "mask.npz").read_bytes() == before
+    # Whatever code later tries to rank the broken weights gets a clear error, not a mask.
+    with pytest.raises(FloatingPointError, match="hold NaN or Inf"):
+        tf_rpp.SparsityMask.from_magnitudes(optimizer.weights_by_key(), 0.5)

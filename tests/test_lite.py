@@ -161,3 +161,28 @@ def test_runner_in_a_tflite_runtime_only_environment(exported, tmp_path):
     assert result["runtime"] == "tflite_runtime" and result["numpy"].startswith("1.")
     want = classifier.predict(texts, verbose=0)
     np.testing.assert_allclose(np.asarray(result["logits"]), want, atol=1e-4)
+
+
+@pytest.mark.parametrize("quantize, atol", [("dynamic", 0.05), ("float16", 0.01), ("int8", 0.15)])
+def test_quantized_exports_are_smaller_and_close_to_keras(exported, tmp_path, quantize, atol):
+    classifier, float_path = exported
+    texts = [s for s, _ in data.rt_polarity("train")[:100]]
+    path = tmp_path / f"{quantize}.tflite"
+    size = export.export_tflite(classifier, path, sequence_length=32, sparse=False, quantize=quantize,
+                                representative_data=texts, labels=["negative", "positive"])
+    assert size < 0.6 * os.path.getsize(float_path)
+    lite = tf_rpp_lite.TFLiteClassifier(str(path))
+    dev = [s for s, _ in data.rt_polarity("validation")[:32]]
+    got, want = lite.logits(dev), classifier.predict(dev, verbose=0)
+    assert np.max(np.abs(got - want)) < atol * max(1.0, float(np.max(np.abs(want))))
+
+
+def test_bad_export_arguments_are_refused(exported, tmp_path):
+    classifier, _ = exported
+    with pytest.raises(ValueError, match="`quantize` must be one of"):
+        export.export_tflite(classifier, tmp_path / "m.tflite", quantize="int4")
+    with pytest.raises(ValueError, match="needs representative_data"):
+        export.export_tflite(classifier, tmp_path / "m.tflite", quantize="int8")
+    with pytest.raises(ValueError, match="at least 1 non-empty"):
+        export.export_tflite(classifier, tmp_path / "m.tflite", quantize="int8", representative_data=["", "  "])
+    assert not (tmp_path / "m.tflite").exists()

@@ -36,14 +36,38 @@ def test_pretrain_prune_writes_mask_preset_and_report(pruned):
     # The saved preset is the pruned backbone: its zeros are the mask's.
     backbone = models.backbone(str(out / "preset"))
     assert tf_rpp.SparsityMask.from_model(backbone).num_pruned >= mask.num_pruned
+    # Embeddings stay as pretrained (the tied MLM head must not drag them); the encoder moved.
+    original = models.backbone("minilm")
+    np.testing.assert_array_equal(backbone.token_embedding.embeddings.numpy(),
+                                  original.token_embedding.embeddings.numpy())
+    np.testing.assert_array_equal(backbone.segment_embedding.embeddings.numpy(),
+                                  original.segment_embedding.embeddings.numpy())
+    key = "transformer_layer_0/feedforward_intermediate_dense/kernel"
+    assert not np.array_equal(dict((v.path, v) for v in backbone.weights)[key].numpy(),
+                              dict((v.path, v) for v in original.weights)[key].numpy())
 
 
 def test_glue_finetune_keeps_the_mask_and_reports_the_metric(pruned, tmp_path):
     out, _ = pruned
+    _finetune_and_check(out, tmp_path)
+
+
+def test_glue_finetune_distils_from_a_dense_teacher(pruned, tmp_path):
+    out, _ = pruned
+    teacher_dir = tmp_path / "teacher"
+    glue_finetune.run(glue_finetune.build_parser().parse_args([
+        "--task", "rt_polarity", "--out", str(teacher_dir), "--steps", "4", "--batch-size", "8",
+        "--sequence-length", "32", "--eval-limit", "16", "--verbose", "0"]))
+    result = _finetune_and_check(out, tmp_path / "student", "--teacher", str(teacher_dir / "model.keras"),
+                                 "--distill-alpha", "0.7")
+    assert result["teacher"] == str(teacher_dir / "model.keras")
+
+
+def _finetune_and_check(out, tmp_path, *extra):
     result = glue_finetune.run(glue_finetune.build_parser().parse_args([
         "--task", "rt_polarity", "--preset", str(out / "preset"), "--mask", str(out / "mask.npz"),
         "--out", str(tmp_path), "--steps", "6", "--batch-size", "8", "--sequence-length", "32",
-        "--eval-limit", "64", "--verbose", "0"]))
+        "--eval-limit", "64", "--verbose", "0", *extra]))
     assert result["mask_held"] is True
     assert result["zero_weights_after"] >= result["pruned_weights"]
     assert result["validation_examples"] == 64
@@ -54,6 +78,7 @@ def test_glue_finetune_keeps_the_mask_and_reports_the_metric(pruned, tmp_path):
     mask = tf_rpp.SparsityMask.load(out / "mask.npz")
     after = tf_rpp.SparsityMask.from_model(classifier, prune=mask.keys)
     assert all(np.all(~after[k] | mask[k]) for k in mask.keys)
+    return result
 
 
 def test_recipes_reject_bad_arguments(tmp_path):

@@ -8,9 +8,12 @@
 
 Modules: `proximal` (the math, pure functions), `selection` (which weights),
 `optimizer` (`RPPOptimizer`, `MaskedOptimizer`), `callback` (`RPPCallback`),
-`mask` (`SparsityMask`), `saving` (`load_model`).
+`mask` (`SparsityMask`), `saving` (`load_model`), `distill` (fine-tuning a
+pruned model against the dense one), `export` (TFLite), `viz` (figures),
+`data`, `tasks`, `models` (packaged data, GLUE metrics, the embedded MiniLM).
 """
 
+from tf_rpp import distill
 from tf_rpp import proximal
 from tf_rpp import selection
 from tf_rpp.callback import RPPCallback
@@ -27,6 +30,7 @@ __all__ = [
     "RPPCallback",
     "RPPOptimizer",
     "SparsityMask",
+    "distill",
     "load_model",
     "proximal",
     "select_weights",

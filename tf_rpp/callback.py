@@ -66,6 +66,9 @@ class RPPCallback(keras.callbacks.Callback):
             are written there as TensorBoard scalars, like tfmot's
             `PruningSummaries`.
 
+    A NaN or infinite loss stops training at once with a `FloatingPointError`
+    (before any mask is derived from the broken weights).
+
     Each batch's logs (so the progress bar and `History`) get `sparsity`,
     `target_sparsity` (with a schedule) and `l1_strength` (with RPP).
 
@@ -125,6 +128,7 @@ class RPPCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         optimizer = self.optimizer
         step = int(optimizer.iterations.numpy())
+        _check_finite_loss(logs, step)
         if self.schedule is not None and not optimizer.frozen:
             self._follow_schedule(optimizer, step)
         elif step % self.log_every == 0:
@@ -208,6 +212,24 @@ class RPPCallback(keras.callbacks.Callback):
                     tf.summary.scalar("target_sparsity", float(target))
                 if "l1_strength" in self._last:
                     tf.summary.scalar("l1_strength", self._last["l1_strength"])
+
+
+def _check_finite_loss(logs, step):
+    # Raised here, inside the batch, so no later hook (hardening, the paper
+    # mode's freeze, BackupAndRestore's epoch-end save) ever sees the broken
+    # weights: the last good backup and any mask on disk stay as they were.
+    loss = (logs or {}).get("loss")
+    if loss is None:
+        return
+    loss = float(loss)
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"RPPCallback: the loss became {loss} at step {step}. Pruning stopped before the broken "
+            "weights could shape a mask; nothing was hardened or saved. Lower the learning rate or "
+            "l1_strength, add clipnorm to the inner optimizer, or look for bad rows in the data. "
+            "With keras.callbacks.BackupAndRestore (the recipes' --resume) training restarts from the "
+            "last good epoch."
+        )
 
 
 def _end_step(schedule):

@@ -104,6 +104,12 @@ class SparsityMask:
         if scope not in ("global", "per_layer"):
             raise ValueError(f"`scope` must be 'global' or 'per_layer'; received {scope!r}.")
         arrays = {k: np.abs(np.asarray(v, dtype=np.float32)) for k, v in weights.items()}
+        broken = [k for k, a in arrays.items() if not np.all(np.isfinite(a))]
+        if broken:
+            # A mask ranked on NaN/Inf weights would be garbage that looks fine.
+            raise FloatingPointError(
+                f"Cannot rank magnitudes: {len(broken)} weight(s) hold NaN or Inf, first {broken[0]!r}. "
+                "Training diverged; restore the last good checkpoint and lower the learning rate.")
         if scope == "per_layer":
             masks = {k: _keep_largest(a.ravel(), sparsity).reshape(a.shape) for k, a in arrays.items()}
         else:

@@ -208,12 +208,15 @@ def load_interpreter(model_path, num_threads=None):
         try:
             if name == "ai_edge_litert":
                 from ai_edge_litert.interpreter import Interpreter
+                from ai_edge_litert.interpreter import OpResolverType
             elif name == "tflite_runtime":
                 from tflite_runtime.interpreter import Interpreter
+                from tflite_runtime.interpreter import OpResolverType
             else:
                 import tensorflow
 
                 Interpreter = tensorflow.lite.Interpreter
+                OpResolverType = tensorflow.lite.experimental.OpResolverType
         except ImportError as e:
             errors.append(f"{name}: {e}")
             continue
@@ -221,7 +224,17 @@ def load_interpreter(model_path, num_threads=None):
             interpreter = Interpreter(model_path=model_path, num_threads=num_threads)
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            raise ValueError(f"{model_path!r} could not be loaded as a TFLite model ({name}): {e}") from None
+            if "delegate" not in str(e):
+                raise ValueError(f"{model_path!r} could not be loaded as a TFLite model ({name}): {e}") from None
+            # XNNPACK (the default delegate) has no kernel for some layouts, e.g.
+            # sparse full-integer FULLY_CONNECTED; the builtin kernels run them.
+            try:
+                interpreter = Interpreter(model_path=model_path, num_threads=num_threads,
+                                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+                interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as e2:
+                raise ValueError(f"{model_path!r} could not be loaded as a TFLite model ({name}): {e2}") from None
+            name += " (builtin kernels, XNNPACK declined the model)"
         return interpreter, name
     raise ImportError("No TFLite runtime found: pip install ai-edge-litert (or tflite-runtime). " + "; ".join(errors))
 

@@ -1,0 +1,166 @@
+"""RPP against the NIP baseline across sparsities, at our scale (the paper's Figure 2).
+
+For each target sparsity the real pretrained MiniLM-L6 is pruned on the
+masked-LM objective over the packaged corpus with RPP and with NIP (iterative
+magnitude pruning on the same tfmot PolynomialDecay schedule), same data,
+steps and seed, from one shared MLM-head warm-up. A "dense" run goes through
+the same MLM phase without pruning, and "pretrained" is the original MiniLM
+with no MLM phase. Every mask is then fine-tuned, fixed, on `rt_polarity` and
+on `snli` with one budget for all runs.
+
+Every stage writes its own results and is skipped when they exist, so an
+interrupted sweep continues where it stopped: run the same command again.
+
+    python bench/rpp_vs_nip.py                    # the committed sweep (~75 min on 2 cores)
+    python bench/rpp_vs_nip.py --quick --out runs/sweep_quick   # a 5-minute smoke run
+
+Writes `<out>/<run>/...` (recipe outputs), `bench/results/rpp_vs_nip.json`,
+`docs/rpp_vs_nip.md` and `docs/images/rpp_vs_nip.png` (not with --quick).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
+from recipes import glue_finetune  # noqa: E402
+from recipes import pretrain_prune  # noqa: E402
+from tf_rpp import viz  # noqa: E402
+from tf_rpp.files import atomic_write  # noqa: E402
+
+TASKS = ("rt_polarity", "snli")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/rpp_vs_nip", help="folder for every run's outputs")
+    p.add_argument("--sparsities", default="0.5,0.7,0.8,0.9,0.6", help="comma-separated targets")
+    p.add_argument("--methods", default="rpp,nip")
+    p.add_argument("--prune-steps", type=int, default=150, help="MLM steps per pruning run (default 150)")
+    p.add_argument("--warmup-steps", type=int, default=150, help="shared MLM-head warm-up (default 150)")
+    p.add_argument("--finetune-steps", type=int, default=150, help="steps per fine-tune, every run (default 150)")
+    p.add_argument("--finetune-learning-rate", type=float, default=2e-4,
+                   help="peak AdamW rate of every fine-tune (default 2e-4: between dense's best 1e-4 and "
+                        "a 60%%-pruned model's best 3e-4, measured on rt_polarity)")
+    p.add_argument("--sequence-length", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--snli-eval", type=int, default=3000, help="SNLI test pairs evaluated (default 3000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run: 2 levels, a few steps, nothing committed")
+    return p
+
+
+def _runs(args):
+    # Method by method, so the RPP models bench/tflite_size_latency.py needs come first.
+    runs = [("pretrained", 0.0), ("dense", 0.0)]
+    for method in args.methods.split(","):
+        runs += [(method, float(s)) for s in args.sparsities.split(",")]
+    return runs
+
+
+def _prune(args, method, sparsity, run_dir, warm_dir):
+    report_path = os.path.join(run_dir, "report.json")
+    if os.path.exists(os.path.join(run_dir, "mask.npz")) and os.path.exists(report_path):
+        with open(report_path, encoding="utf-8") as f:
+            return json.load(f)
+    os.makedirs(run_dir, exist_ok=True)
+    if warm_dir and warm_dir != run_dir and not os.path.exists(os.path.join(run_dir, "warmup.weights.h5")):
+        # One warm-up for all: every run starts pruning from the same MLM head.
+        for name in ("warmup.weights.h5", "report.json"):
+            shutil.copy(os.path.join(warm_dir, name), os.path.join(run_dir, name))
+    keras.backend.clear_session()
+    return pretrain_prune.run(pretrain_prune.build_parser().parse_args([
+        "--out", run_dir, "--method", "magnitude" if method in ("nip", "dense") else "rpp",
+        "--target-sparsity", str(sparsity), "--steps", str(args.prune_steps),
+        "--warmup-steps", str(args.warmup_steps), "--sequence-length", str(args.sequence_length),
+        "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--verbose", "2", "--resume"]))
+
+
+def _finetune(args, task, out, preset=None, mask=None, keep_model=False):
+    results_path = os.path.join(out, "results.json")
+    if os.path.exists(results_path):
+        with open(results_path, encoding="utf-8") as f:
+            return json.load(f)
+    keras.backend.clear_session()
+    argv = ["--task", task, "--out", out, "--steps", str(args.finetune_steps),
+            "--sequence-length", str(args.sequence_length), "--batch-size", str(args.batch_size),
+            "--learning-rate", str(args.finetune_learning_rate), "--seed", str(args.seed), "--verbose", "2"]
+    if preset:
+        argv += ["--preset", preset, "--mask", mask]
+    if task == "snli":
+        argv += ["--eval-limit", str(args.snli_eval)]
+    if not keep_model:
+        argv.append("--no-save-model")
+    return glue_finetune.run(glue_finetune.build_parser().parse_args(argv))
+
+
+def markdown(rows, config):
+    lines = [
+        "| method | target | sparsity | held-out MLM acc. | rt_polarity dev acc. | snli test acc. |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["method"] not in ("pretrained", "dense"), r["target"], r["method"])):
+        mlm = "-" if r["mlm_accuracy"] is None else f"{r['mlm_accuracy']:.4f}"
+        lines.append(f"| {r['method']} | {r['target']:.0%} | {r['sparsity']:.2%} | {mlm} | "
+                     f"{r['rt_polarity']:.4f} | {r['snli']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.sparsities, args.prune_steps, args.warmup_steps, args.finetune_steps = "0.7", 10, 4, 6
+        args.snli_eval = 64
+    started = time.time()
+    rows = []
+    warm_dir = None
+    for method, sparsity in _runs(args):
+        name = method if method in ("pretrained", "dense") else f"{method}_{round(sparsity * 100)}"
+        run_dir = os.path.join(args.out, name)
+        print(f"=== {name} ===", flush=True)
+        report = None
+        if method != "pretrained":
+            report = _prune(args, method, sparsity, os.path.join(run_dir, "prune"), warm_dir)
+            warm_dir = warm_dir or os.path.join(run_dir, "prune")
+        row = {"method": method, "target": sparsity, "run": name,
+               "sparsity": report["sparsity"] if report else 0.0,
+               "mlm_accuracy": report["mlm_accuracy_after"] if report else None,
+               "mlm_accuracy_before": report["mlm_accuracy_before"] if report else None}
+        for task in TASKS:
+            preset = os.path.join(run_dir, "prune", "preset") if report else None
+            mask = os.path.join(run_dir, "prune", "mask.npz") if report else None
+            # rt_polarity models of the RPP runs feed bench/tflite_size_latency.py.
+            keep = task == "rt_polarity" and method in ("pretrained", "dense", "rpp")
+            result = _finetune(args, task, os.path.join(run_dir, task), preset, mask, keep)
+            row[task] = result["metrics"]["accuracy"]
+            row[f"{task}_mask_held"] = result.get("mask_held")
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    config = {k: v for k, v in vars(args).items()}
+    summary = {"config": config, "rows": rows, "wall_time_s_this_invocation": time.time() - started,
+               "command": "python bench/rpp_vs_nip.py" + (" --quick" if args.quick else "")}
+    results_dir = args.out if args.quick else os.path.join(ROOT, "bench", "results")
+    docs = args.out if args.quick else os.path.join(ROOT, "docs")
+    os.makedirs(os.path.join(docs, "images"), exist_ok=True)
+    atomic_write(os.path.join(results_dir, "rpp_vs_nip.json"), json.dumps(summary, indent=2).encode())
+    atomic_write(os.path.join(docs, "rpp_vs_nip_table.md"), markdown(rows, config).encode())
+    viz.plot_sparsity_sweep(
+        [r for r in rows if r["method"] != "pretrained"],
+        {"mlm_accuracy": "held-out MLM accuracy", "rt_polarity": "rt_polarity dev accuracy",
+         "snli": f"SNLI test accuracy ({args.snli_eval} pairs)"},
+        path=os.path.join(docs, "images", "rpp_vs_nip.png"),
+        title=f"MiniLM-L6: {args.prune_steps} MLM pruning steps, {args.finetune_steps} fine-tuning steps per task")
+    print(markdown(rows, config))
+
+
+if __name__ == "__main__":
+    main()

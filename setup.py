@@ -25,6 +25,9 @@ setup(
         "safetensors",
         # GLUE through tensorflow-datasets (recipes' --tfds; downloads GLUE on first use).
         "tensorflow-datasets>=4.9",
+        # tf_rpp.viz: figures (matplotlib) and the word t-SNE (scikit-learn).
+        "matplotlib>=3.7",
+        "scikit-learn>=1.3",
         # The TFLite interpreter tf_rpp_lite prefers (tf.lite.Interpreter is deprecated).
         "ai-edge-litert>=2.3",
     ],

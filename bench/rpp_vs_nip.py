@@ -54,6 +54,8 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--snli-eval", type=int, default=3000, help="SNLI test pairs evaluated (default 3000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: tabulate and plot the runs already finished (missing ones are listed)")
     p.add_argument("--quick", action="store_true", help="a tiny smoke run: 2 levels, a few steps, nothing committed")
     return p
 
@@ -125,6 +127,9 @@ def main(argv=None):
     for method, sparsity in _runs(args):
         name = method if method in ("pretrained", "dense") else f"{method}_{round(sparsity * 100)}"
         run_dir = os.path.join(args.out, name)
+        if args.report_only and not all(os.path.exists(os.path.join(run_dir, t, "results.json")) for t in TASKS):
+            print(f"not finished yet: {name}")
+            continue
         print(f"=== {name} ===", flush=True)
         report = None
         if method != "pretrained":
@@ -146,7 +151,8 @@ def main(argv=None):
         print(json.dumps(row), flush=True)
 
     config = {k: v for k, v in vars(args).items()}
-    summary = {"config": config, "rows": rows, "wall_time_s_this_invocation": time.time() - started,
+    expected = {m if m in ("pretrained", "dense") else f"{m}_{round(t * 100)}" for m, t in _runs(args)}
+    summary = {"config": config, "rows": rows, "missing_runs": sorted(expected - {r["run"] for r in rows}), "wall_time_s_this_invocation": time.time() - started,
                "command": "python bench/rpp_vs_nip.py" + (" --quick" if args.quick else "")}
     results_dir = args.out if args.quick else os.path.join(ROOT, "bench", "results")
     docs = args.out if args.quick else os.path.join(ROOT, "docs")

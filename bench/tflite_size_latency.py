@@ -174,6 +174,7 @@ def main(argv=None):
     for name, model_path in models:
         model = tf_rpp.load_model(model_path, compile=False)
         sparsity = tf_rpp.SparsityMask.from_model(model).sparsity
+        reference = None
         for variant in variants:
             path = os.path.join(args.out, f"{name}_{variant.replace(' ', '_').replace('+', '_')}.tflite")
             started = time.time()
@@ -183,7 +184,8 @@ def main(argv=None):
             runner = tf_rpp_lite.TFLiteClassifier(path, num_threads=2)
             encoded, truncated = runner.encode(texts)
             tflite_logits = runner.logits(texts)
-            reference = keras_logits(model, encoded)
+            if reference is None:  # same tokenizer and length for every variant of a model
+                reference = keras_logits(model, encoded)
             sparse, ops = sparse_tensors(path)
             with open(path, "rb") as f:
                 gz = len(gzip.compress(f.read(), compresslevel=6))

@@ -186,3 +186,23 @@ def test_bad_export_arguments_are_refused(exported, tmp_path):
     with pytest.raises(ValueError, match="at least 1 non-empty"):
         export.export_tflite(classifier, tmp_path / "m.tflite", quantize="int8", representative_data=["", "  "])
     assert not (tmp_path / "m.tflite").exists()
+
+
+def test_sparse_full_integer_model_runs_on_builtin_kernels_when_xnnpack_declines(tmp_path):
+    """XNNPACK has no sparse int8 FULLY_CONNECTED; the runner falls back and says so."""
+    import tf_rpp
+
+    keras.utils.set_random_seed(1)
+    classifier = models.classifier(models.backbone(), num_classes=2, sequence_length=32)
+    selected = tf_rpp.select_weights(classifier)
+    mask = tf_rpp.SparsityMask.from_magnitudes({tf_rpp.selection.weight_key(v): v.numpy() for v in selected}, 0.8)
+    mask.apply(classifier)
+    texts = [s for s, _ in data.rt_polarity("train")[:100]]
+    path = tmp_path / "int8_sparse.tflite"
+    export.export_tflite(classifier, path, sequence_length=32, sparse=True, quantize="int8",
+                         representative_data=texts)
+    lite = tf_rpp_lite.TFLiteClassifier(str(path))
+    assert "builtin kernels" in lite.runtime
+    dev = [s for s, _ in data.rt_polarity("validation")[:16]]
+    got, want = lite.logits(dev), classifier.predict(dev, verbose=0)
+    assert np.max(np.abs(got - want)) < 0.15 * max(1.0, float(np.max(np.abs(want))))

@@ -87,7 +87,7 @@ def plot_mask_pattern(mask, keys, path=None, title=None):
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1.06)
     return _finish(fig, path)
 
 
@@ -161,7 +161,7 @@ def plot_sparsity_sweep(rows, metrics, path=None, title=None, dense_method="dens
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1.06)
     return _finish(fig, path)
 
 

@@ -14,8 +14,8 @@ interrupted sweep continues where it stopped: run the same command again.
     python bench/rpp_vs_nip.py                    # the committed sweep (~75 min on 2 cores)
     python bench/rpp_vs_nip.py --quick --out runs/sweep_quick   # a 5-minute smoke run
 
-Writes `<out>/<run>/...` (recipe outputs), `bench/results/rpp_vs_nip.json`,
-`docs/rpp_vs_nip.md` and `docs/images/rpp_vs_nip.png` (not with --quick).
+Writes `<out>/<run>/...` (recipe outputs), `bench/results/rpp_vs_nip.json` and `.md`
+(the table), and `docs/images/rpp_vs_nip.png` (under --out with --quick).
 """
 
 import argparse
@@ -158,7 +158,7 @@ def main(argv=None):
     docs = args.out if args.quick else os.path.join(ROOT, "docs")
     os.makedirs(os.path.join(docs, "images"), exist_ok=True)
     atomic_write(os.path.join(results_dir, "rpp_vs_nip.json"), json.dumps(summary, indent=2).encode())
-    atomic_write(os.path.join(docs, "rpp_vs_nip_table.md"), markdown(rows, config).encode())
+    atomic_write(os.path.join(results_dir, "rpp_vs_nip.md"), markdown(rows, config).encode())
     viz.plot_sparsity_sweep(
         [r for r in rows if r["method"] != "pretrained"],
         {"mlm_accuracy": "held-out MLM accuracy", "rt_polarity": "rt_polarity dev accuracy",

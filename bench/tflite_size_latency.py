@@ -16,8 +16,8 @@ difference| from Keras.
     python bench/tflite_size_latency.py                  # ~35 min on 2 cores
     python bench/tflite_size_latency.py --models dense=runs/main/dense/model.keras --eval-limit 100
 
-Writes bench/results/tflite_size_latency.json and docs/tflite_size_latency.md
-(unless --no-commit-results).
+Writes bench/results/tflite_size_latency.json and .md (the table; under --out with
+--no-commit-results).
 """
 
 import argparse
@@ -133,9 +133,8 @@ def _write(args, rows, argv):
                "sequence_length": args.sequence_length, "batch_size": 1, "latency_runs": args.latency_runs,
                "rows": rows}
     results_dir = args.out if args.no_commit_results else os.path.join(ROOT, "bench", "results")
-    docs = args.out if args.no_commit_results else os.path.join(ROOT, "docs")
     atomic_write(os.path.join(results_dir, "tflite_size_latency.json"), json.dumps(summary, indent=2).encode())
-    atomic_write(os.path.join(docs, "tflite_size_latency.md"), markdown(rows).encode())
+    atomic_write(os.path.join(results_dir, "tflite_size_latency.md"), markdown(rows).encode())
     print(markdown(rows))
 
 

@@ -61,10 +61,11 @@ def build_parser():
 
 
 def _runs(args):
-    # Method by method, so the RPP models bench/tflite_size_latency.py needs come first.
-    runs = [("pretrained", 0.0), ("dense", 0.0)]
+    """`(name, method, sparsity)` of every run, method by method, so the RPP
+    models bench/tflite_size_latency.py needs come first."""
+    runs = [("pretrained", "pretrained", 0.0), ("dense", "dense", 0.0)]
     for method in args.methods.split(","):
-        runs += [(method, float(s)) for s in args.sparsities.split(",")]
+        runs += [(f"{method}_{round(float(s) * 100)}", method, float(s)) for s in args.sparsities.split(",")]
     return runs
 
 
@@ -104,7 +105,7 @@ def _finetune(args, task, out, preset=None, mask=None, keep_model=False):
     return glue_finetune.run(glue_finetune.build_parser().parse_args(argv))
 
 
-def markdown(rows, config):
+def markdown(rows):
     lines = [
         "| method | target | sparsity | held-out MLM acc. | rt_polarity dev acc. | snli test acc. |",
         "|---|---|---|---|---|---|",
@@ -124,8 +125,7 @@ def main(argv=None):
     started = time.time()
     rows = []
     warm_dir = None
-    for method, sparsity in _runs(args):
-        name = method if method in ("pretrained", "dense") else f"{method}_{round(sparsity * 100)}"
+    for name, method, sparsity in _runs(args):
         run_dir = os.path.join(args.out, name)
         if args.report_only and not all(os.path.exists(os.path.join(run_dir, t, "results.json")) for t in TASKS):
             print(f"not finished yet: {name}")
@@ -150,22 +150,23 @@ def main(argv=None):
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    config = {k: v for k, v in vars(args).items()}
-    expected = {m if m in ("pretrained", "dense") else f"{m}_{round(t * 100)}" for m, t in _runs(args)}
-    summary = {"config": config, "rows": rows, "missing_runs": sorted(expected - {r["run"] for r in rows}), "wall_time_s_this_invocation": time.time() - started,
+    finished = {r["run"] for r in rows}
+    summary = {"config": vars(args), "rows": rows,
+               "missing_runs": [name for name, _, _ in _runs(args) if name not in finished],
+               "wall_time_s_this_invocation": time.time() - started,
                "command": "python bench/rpp_vs_nip.py" + (" --quick" if args.quick else "")}
     results_dir = args.out if args.quick else os.path.join(ROOT, "bench", "results")
     docs = args.out if args.quick else os.path.join(ROOT, "docs")
     os.makedirs(os.path.join(docs, "images"), exist_ok=True)
     atomic_write(os.path.join(results_dir, "rpp_vs_nip.json"), json.dumps(summary, indent=2).encode())
-    atomic_write(os.path.join(results_dir, "rpp_vs_nip.md"), markdown(rows, config).encode())
+    atomic_write(os.path.join(results_dir, "rpp_vs_nip.md"), markdown(rows).encode())
     viz.plot_sparsity_sweep(
         [r for r in rows if r["method"] != "pretrained"],
         {"mlm_accuracy": "held-out MLM accuracy", "rt_polarity": "rt_polarity dev accuracy",
          "snli": f"SNLI test accuracy ({args.snli_eval} pairs)"},
         path=os.path.join(docs, "images", "rpp_vs_nip.png"),
         title=f"MiniLM-L6: {args.prune_steps} MLM pruning steps, {args.finetune_steps} fine-tuning steps per task")
-    print(markdown(rows, config))
+    print(markdown(rows))
 
 
 if __name__ == "__main__":

@@ -86,20 +86,18 @@ def sparse_tensors(path):
     return sparse, ops
 
 
-def latency_ms(path, inputs, threads, runs):
-    interpreter, runtime = tf_rpp_lite.load_interpreter(path, num_threads=threads)
-    details = {d["name"]: d for d in interpreter.get_input_details()}
-    for key, value in inputs.items():
-        index = next(d["index"] for n, d in details.items() if key in n)
-        interpreter.set_tensor(index, value)
+def latency_ms(path, text, threads, runs):
+    """Median `invoke()` time of `path` on one packed text, and the runtime that ran it."""
+    runner = tf_rpp_lite.TFLiteClassifier(path, num_threads=threads)
+    runner.feed(*runner.encode([text])[0])
     for _ in range(5):
-        interpreter.invoke()
+        runner.interpreter.invoke()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        interpreter.invoke()
+        runner.interpreter.invoke()
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), runtime
+    return statistics.median(times), runner.runtime
 
 
 def keras_logits(model, encoded, batch=64):
@@ -128,24 +126,26 @@ def markdown(rows):
     return "\n".join(lines) + "\n"
 
 
+def _results_dir(args):
+    return args.out if args.no_commit_results else os.path.join(ROOT, "bench", "results")
+
+
 def _write(args, rows, argv):
     summary = {"command": "python bench/tflite_size_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "sequence_length": args.sequence_length, "batch_size": 1, "latency_runs": args.latency_runs,
                "rows": rows}
-    results_dir = args.out if args.no_commit_results else os.path.join(ROOT, "bench", "results")
+    results_dir = _results_dir(args)
     atomic_write(os.path.join(results_dir, "tflite_size_latency.json"), json.dumps(summary, indent=2).encode())
     atomic_write(os.path.join(results_dir, "tflite_size_latency.md"), markdown(rows).encode())
     print(markdown(rows))
 
 
 def remeasure_latency(args, argv):
-    results_dir = args.out if args.no_commit_results else os.path.join(ROOT, "bench", "results")
-    with open(os.path.join(results_dir, "tflite_size_latency.json"), encoding="utf-8") as f:
+    with open(os.path.join(_results_dir(args), "tflite_size_latency.json"), encoding="utf-8") as f:
         rows = json.load(f)["rows"]
     for row in rows:
-        one_input = {k: np.asarray(v, np.int32) for k, v in row["latency_input"].items()}
         for threads, key in ((1, "latency_ms_1_thread"), (2, "latency_ms_2_threads")):
-            row[key], row["runtime"] = latency_ms(row["tflite_path"], one_input, threads, args.latency_runs)
+            row[key], row["runtime"] = latency_ms(row["tflite_path"], row["latency_text"], threads, args.latency_runs)
         print(f"{row['model']:8s} {row['variant']:20s} {row['latency_ms_1_thread']:8.2f} ms  "
               f"{row['latency_ms_2_threads']:8.2f} ms  {row['runtime']}", flush=True)
     _write(args, rows, argv)
@@ -181,21 +181,20 @@ def main(argv=None):
                                  representative_data=calibration, **VARIANTS[variant])
             export_s = time.time() - started
             runner = tf_rpp_lite.TFLiteClassifier(path, num_threads=2)
-            encoded, truncated = runner.encode(texts)
-            tflite_logits = runner.logits(texts)
             if reference is None:  # same tokenizer and length for every variant of a model
+                encoded, truncated = runner.encode(texts)
                 reference = keras_logits(model, encoded)
+            tflite_logits = runner.run(*encoded)
             sparse, ops = sparse_tensors(path)
             with open(path, "rb") as f:
                 gz = len(gzip.compress(f.read(), compresslevel=6))
-            one_input = {k: v[:1] for k, v in zip(export.INPUT_NAMES, encoded)}
             row = {
                 "model": name, "model_path": model_path, "variant": variant, "sparsity": sparsity,
                 "bytes": os.path.getsize(path), "gzip_bytes": gz, "sparse_tensors": len(sparse),
                 "sparse_tensor_names": [n for n, _ in sparse], "ops": ops,
-                "tflite_path": path, "latency_input": {k: v.tolist() for k, v in one_input.items()},
-                "latency_ms_1_thread": None if args.skip_latency else latency_ms(path, one_input, 1, args.latency_runs)[0],
-                "latency_ms_2_threads": None if args.skip_latency else latency_ms(path, one_input, 2, args.latency_runs)[0],
+                "tflite_path": path, "latency_text": texts[0],
+                "latency_ms_1_thread": None if args.skip_latency else latency_ms(path, texts[0], 1, args.latency_runs)[0],
+                "latency_ms_2_threads": None if args.skip_latency else latency_ms(path, texts[0], 2, args.latency_runs)[0],
                 "runtime": runner.runtime,
                 "accuracy": float(np.mean(tflite_logits.argmax(-1) == labels)),
                 "keras_accuracy": float(np.mean(reference.argmax(-1) == labels)),
@@ -204,7 +203,7 @@ def main(argv=None):
                 "dev_examples": len(texts), "truncated_texts": truncated, "export_s": export_s,
             }
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k not in ("sparse_tensor_names", "ops", "latency_input")}), flush=True)
+            print(json.dumps({k: v for k, v in row.items() if k not in ("sparse_tensor_names", "ops")}), flush=True)
     _write(args, rows, argv)
 
 

@@ -145,17 +145,16 @@ def plot_sparsity_sweep(rows, metrics, path=None, title=None, dense_method="dens
     methods = sorted({r["method"] for r in rows if r["method"] != dense_method})
     styles = {"rpp": ("RPP", "o-", "#c0392b"), "nip": ("NIP (magnitude)", "s--", "#2c7fb8")}
     for ax, (metric, label) in zip(axes[0], metrics.items()):
+        dense = [r[metric] for r in rows if r["method"] == dense_method and r.get(metric) is not None]
         for method in methods:
             points = sorted((r["sparsity"], r[metric]) for r in rows
                             if r["method"] == method and r.get(metric) is not None)
-            dense = [r[metric] for r in rows if r["method"] == dense_method and r.get(metric) is not None]
             if dense:  # every method starts from the same dense point
                 points = [(0.0, dense[0])] + points
             name, style, color = styles.get(method, (method, "^-", None))
             ax.plot([p[0] for p in points], [p[1] for p in points], style, color=color, label=name)
-        for r in rows:
-            if r["method"] == dense_method and r.get(metric) is not None:
-                ax.axhline(r[metric], color="gray", linewidth=0.8, linestyle=":")
+        for value in dense:
+            ax.axhline(value, color="gray", linewidth=0.8, linestyle=":")
         ax.set_xlabel("encoder-kernel sparsity")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)

@@ -292,16 +292,23 @@ class TFLiteClassifier:
             texts = [texts]
         if not texts:
             return np.zeros((0, int(self._output["shape"][-1])), np.float32)
-        (token_ids, segment_ids, padding_mask), _ = self.encode(texts)
+        return self.run(*self.encode(texts)[0])
+
+    def feed(self, token_ids, segment_ids, padding_mask):
+        """Sets one batch of packed inputs (exactly the signature's batch size) on the interpreter."""
+        for key, value in zip(("token_ids", "segment_ids", "padding_mask"), (token_ids, segment_ids, padding_mask)):
+            self.interpreter.set_tensor(self._inputs[key]["index"], value)
+
+    def run(self, token_ids, segment_ids, padding_mask):
+        """Model outputs for packed inputs of any length, as `encode` returns them."""
         outputs = []
-        for start in range(0, len(texts), self.batch_size):
+        for start in range(0, len(token_ids), self.batch_size):
             end = start + self.batch_size
             batch = [token_ids[start:end], segment_ids[start:end], padding_mask[start:end]]
             real = len(batch[0])
             if real < self.batch_size:  # pad the last batch to the signature's size
                 batch = [np.concatenate([b, np.repeat(b[-1:], self.batch_size - real, 0)]) for b in batch]
-            for key, value in zip(("token_ids", "segment_ids", "padding_mask"), batch):
-                self.interpreter.set_tensor(self._inputs[key]["index"], value)
+            self.feed(*batch)
             self.interpreter.invoke()
             outputs.append(self.interpreter.get_tensor(self._output["index"])[:real].copy())
         return np.concatenate(outputs)

@@ -7,17 +7,21 @@
     optimizer.get_mask().save("mask.npz")
 
 Modules: `proximal` (the math, pure functions), `selection` (which weights),
-`optimizer` (`RPPOptimizer`, `MaskedOptimizer`), `callback` (`RPPCallback`),
+`optimizer` (`RPPOptimizer`, `GroupRPPOptimizer`,
+`MaskedOptimizer`), `groups` (heads and neurons for structured pruning), `shrink`
+(a group-pruned model made physically smaller), `callback` (`RPPCallback`),
 `mask` (`SparsityMask`), `saving` (`load_model`), `distill` (fine-tuning a
 pruned model against the dense one), `export` (TFLite), `viz` (figures),
 `data`, `tasks`, `models` (packaged data, GLUE metrics, the embedded MiniLM).
 """
 
 from tf_rpp import distill
+from tf_rpp import groups
 from tf_rpp import proximal
 from tf_rpp import selection
 from tf_rpp.callback import RPPCallback
 from tf_rpp.mask import SparsityMask
+from tf_rpp.optimizer import GroupRPPOptimizer
 from tf_rpp.optimizer import MaskedOptimizer
 from tf_rpp.optimizer import RPPOptimizer
 from tf_rpp.saving import load_model
@@ -26,11 +30,13 @@ from tf_rpp.selection import select_weights
 __version__ = "0.1.0"
 
 __all__ = [
+    "GroupRPPOptimizer",
     "MaskedOptimizer",
     "RPPCallback",
     "RPPOptimizer",
     "SparsityMask",
     "distill",
+    "groups",
     "load_model",
     "proximal",
     "select_weights",

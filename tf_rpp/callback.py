@@ -6,6 +6,8 @@ steps taken so far. On pruning steps it steers the optimizer towards the target:
 
 - with `RPPOptimizer`, it adapts lambda (`l1_strength`) multiplicatively so the
   exact-zero fraction tracks the target;
+- with `GroupRPPOptimizer`, the target is the fraction of groups (heads,
+  neurons) removed, and it adapts each kind's group lambda the same way;
 - with a plain `MaskedOptimizer` (the NIP baseline), it sets the mask to the
   largest-magnitude weights at the target, as tfmot's `prune_low_magnitude`.
 
@@ -21,7 +23,9 @@ import keras
 import tensorflow as tf
 from keras.src.utils import io_utils
 
+from tf_rpp import groups
 from tf_rpp.mask import SparsityMask
+from tf_rpp.optimizer import GroupRPPOptimizer
 from tf_rpp.optimizer import MaskedOptimizer
 from tf_rpp.optimizer import RPPOptimizer
 from tf_rpp.optimizer import _total_sparsity
@@ -70,7 +74,9 @@ class RPPCallback(keras.callbacks.Callback):
     (before any mask is derived from the broken weights).
 
     Each batch's logs (so the progress bar and `History`) get `sparsity`,
-    `target_sparsity` (with a schedule) and `l1_strength` (with RPP).
+    `target_sparsity` (with a schedule) and `l1_strength` (with RPP), or
+    `heads_removed`, `neurons_removed` and their `*_strength` (with
+    `GroupRPPOptimizer`, whose targets are fractions of groups).
 
     Example:
 
@@ -144,25 +150,44 @@ class RPPCallback(keras.callbacks.Callback):
             return
         if not bool(should_prune):
             return
-        if isinstance(optimizer, RPPOptimizer):
+        if isinstance(optimizer, GroupRPPOptimizer):
+            removed = optimizer.removed_groups()
+            memory = optimizer.group_controller_variable.numpy()
+            for i, kind in enumerate(optimizer.kinds):
+                factor = self._controller_factor(removed[kind], target, memory[i])
+                memory[i] = [removed[kind], target]
+                optimizer.set_group_strength(kind, max(optimizer.group_strength(kind), _MIN_L1_STRENGTH) * factor)
+            optimizer.group_controller_variable.assign(memory)
+        elif isinstance(optimizer, RPPOptimizer):
             sparsity = optimizer.sparsity()
-            factor = math.exp(self.adapt_rate * (target - sparsity))
-            factor = min(max(factor, 0.5), 2.0)
-            last_sparsity, last_target = (float(v) for v in optimizer.controller_variable.numpy())
-            if factor > 1 and last_sparsity >= 0 and sparsity - last_sparsity > target - last_target:
-                factor = 1.0  # already catching up: more lambda overshoots (measured on MiniLM)
+            factor = self._controller_factor(sparsity, target, optimizer.controller_variable.numpy())
             optimizer.controller_variable.assign([sparsity, target])
             optimizer.l1_strength = max(optimizer.l1_strength, _MIN_L1_STRENGTH) * factor
         else:
             optimizer.set_mask(SparsityMask.from_magnitudes(optimizer.weights_by_key(), target, self.scope))
         self._measure(step, target)
 
+    def _controller_factor(self, sparsity, target, last):
+        factor = math.exp(self.adapt_rate * (target - sparsity))
+        factor = min(max(factor, 0.5), 2.0)
+        last_sparsity, last_target = (float(v) for v in last)
+        if factor > 1 and last_sparsity >= 0 and sparsity - last_sparsity > target - last_target:
+            factor = 1.0  # already catching up: more lambda overshoots (measured on MiniLM)
+        return factor
+
     def _harden(self, optimizer, step, target):
-        mask = SparsityMask.from_magnitudes(
-            optimizer.weights_by_key(), target, self.scope, step=step,
-            schedule=type(self.schedule).__name__ if self.schedule is not None else None,
+        metadata = dict(
+            step=step, schedule=type(self.schedule).__name__ if self.schedule is not None else None,
             optimizer=type(optimizer).__name__,
         )
+        if isinstance(optimizer, GroupRPPOptimizer):
+            # Target = fraction of groups removed, each kind ranked across layers.
+            mask = groups.structured_mask(
+                optimizer.weights_by_key(), optimizer.group_sets, target,
+                keep_zeros=optimizer.initial_l1_strength > 0, **metadata,
+            )
+        else:
+            mask = SparsityMask.from_magnitudes(optimizer.weights_by_key(), target, self.scope, **metadata)
         optimizer.set_mask(mask, freeze=True)
         self._measure(step, target)
 
@@ -201,7 +226,11 @@ class RPPCallback(keras.callbacks.Callback):
         self._last["sparsity"] = total
         if target is not None:
             self._last["target_sparsity"] = float(target)
-        if isinstance(optimizer, RPPOptimizer):
+        if isinstance(optimizer, GroupRPPOptimizer):
+            for kind, fraction in optimizer.removed_groups().items():
+                self._last[f"{kind}_removed"] = fraction
+                self._last[f"{kind}_strength"] = optimizer.group_strength(kind)
+        elif isinstance(optimizer, RPPOptimizer):
             self._last["l1_strength"] = optimizer.l1_strength
         if self._writer is not None:
             with self._writer.as_default(step=step):
@@ -210,8 +239,9 @@ class RPPCallback(keras.callbacks.Callback):
                     tf.summary.scalar(f"sparsity/{key}", value)
                 if target is not None:
                     tf.summary.scalar("target_sparsity", float(target))
-                if "l1_strength" in self._last:
-                    tf.summary.scalar("l1_strength", self._last["l1_strength"])
+                for name in self._last:
+                    if name == "l1_strength" or name.endswith(("_removed", "_strength")):
+                        tf.summary.scalar(name, self._last[name])
 
 
 def _check_finite_loss(logs, step):

@@ -70,9 +70,9 @@ class SparsityMask:
         Example:
 
         >>> import keras
-        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")])
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")], name="m")
         >>> SparsityMask.from_model(model, prune="d/kernel").keys
-        ['d/kernel']
+        ['m/d/kernel']
         """
         variables = selection.select_weights(model, prune, include_embeddings)
         masks = {selection.weight_key(v): np.asarray(v.numpy()) != 0 for v in variables}
@@ -174,7 +174,7 @@ class SparsityMask:
         >>> SparsityMask({"a": np.array([[True, False]])}).layer_sparsity()
         {'a': 0.5}
         """
-        return {k: 1.0 - np.count_nonzero(m) / max(m.size, 1) for k, m in self._masks.items()}
+        return {k: float(1.0 - np.count_nonzero(m) / max(m.size, 1)) for k, m in self._masks.items()}
 
     def summary(self, print_fn=None):
         """Prints (or returns, with `print_fn=False`) a per-weight sparsity table.

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 from keras.src.utils import tracking
 
+from tf_rpp import groups
 from tf_rpp import proximal
 from tf_rpp import selection
 from tf_rpp.mask import SparsityMask
@@ -550,15 +551,207 @@ class RPPOptimizer(MaskedOptimizer):
         return config
 
 
-def _check_hyperparameters(l1_strength, epsilon, reweight_every):
-    if not isinstance(l1_strength, (int, float, np.floating, np.integer)) or not math.isfinite(l1_strength) or l1_strength < 0:
+@keras.saving.register_keras_serializable(package="tf_rpp")
+class GroupRPPOptimizer(RPPOptimizer):
+    """Structured RPP: reweighted proximal pruning of whole heads and neurons.
+
+    Every step, after the inner optimizer's update, each group `g` (an
+    attention head or a feed-forward neuron, see `tf_rpp.groups`) is shrunk as
+    a whole:
+
+        w_g <- w_g * max(0, 1 - lr_t * lambda_k * gamma_g / ||w_g||_2)
+        gamma_g = 1 / (||w_g||_2 + group_epsilon)   (every `reweight_every` steps)
+
+    so groups whose norm falls below their threshold become exactly zero
+    together. `lambda_k` is one per kind (heads, neurons):
+    `group_strength * s_k`, where `s_k` is the median squared group norm of
+    that kind when the optimizer is built. Heads hold ~100x more weights than
+    neurons, so one raw lambda could not fit both; with this scaling
+    `lr * group_strength` is roughly the fraction a median group shrinks per
+    step. `RPPCallback` adapts `group_strength` per kind so the fraction of
+    removed groups tracks its schedule, then hardens and freezes the mask.
+
+    With `l1_strength > 0` the unstructured RPP step of `RPPOptimizer` runs as
+    well, at a fixed lambda, on the same kernels (both modes combined).
+
+    Args:
+        inner_optimizer: the `keras.optimizers.Optimizer` that takes the steps.
+        group_strength: the initial, scale-free group lambda (see above).
+        kinds: which groups, a subset of `("heads", "neurons")`.
+        group_epsilon: bounds a zero group's reweighting at `1 / group_epsilon`.
+        l1_strength: unstructured lambda; 0 (the default) turns it off.
+        epsilon, reweight_every: as in `RPPOptimizer` (`reweight_every` applies
+            to both modes).
+        name: the optimizer's name.
+
+    The pruned weights are the BERT encoder kernels (`RPPOptimizer`'s default),
+    so masks and fine-tuning work exactly as in the unstructured case.
+
+    Example:
+
+    ```python
+    optimizer = tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(1e-4))
+    classifier.compile(optimizer=optimizer, loss=..., metrics=["accuracy"])
+    classifier.fit(ds, callbacks=[tf_rpp.RPPCallback(
+        tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, 0, 400, frequency=10))])
+    shrunk = tf_rpp.shrink.shrink_classifier(classifier)  # fewer heads and neurons
+    ```
+    """
+
+    def __init__(
+        self,
+        inner_optimizer,
+        group_strength=1.0,
+        kinds=("heads", "neurons"),
+        group_epsilon=1e-3,
+        l1_strength=0.0,
+        epsilon=1e-3,
+        reweight_every=100,
+        mask_gradients="auto",
+        name=None,
+        **kwargs,
+    ):
+        _check_hyperparameters(group_strength, group_epsilon, reweight_every, names=("group_strength", "group_epsilon"))
+        super().__init__(
+            inner_optimizer, l1_strength=l1_strength, epsilon=epsilon, reweight_every=reweight_every,
+            mask_gradients=mask_gradients, name=name, **kwargs,
+        )
+        self.kinds = groups._check_kinds(kinds)
+        self.initial_group_strength = float(group_strength)
+        self.group_epsilon = float(group_epsilon)
+        self._group_sets = []
+        self._group_gammas = []
+
+    def _build_pruning_state(self, variables):
+        super()._build_pruning_state(variables)
+        self._group_sets = groups.bert_groups(variables, self.kinds)
+        by_key = {selection.weight_key(v): v for v in variables}
+        self._group_members = [[(by_key[key], axis) for key, axis in gs.members] for gs in self._group_sets]
+        n = len(self.kinds)
+        self.group_strength_variable = self.add_variable(
+            shape=(n,), dtype="float32", name="group_strength",
+            initializer=keras.initializers.Constant(self.initial_group_strength),
+        )
+        # Each kind's median squared group norm, set on the first step (0 = not yet).
+        self.group_scale_variable = self.add_variable(
+            shape=(n,), dtype="float32", name="group_scale", initializer="zeros",
+        )
+        # Per kind: (removed fraction, target) at the controller's last step.
+        self.group_controller_variable = self.add_variable(
+            shape=(n, 2), dtype="float32", name="group_controller", initializer=keras.initializers.Constant(-1.0),
+        )
+        self._group_gammas = [
+            self.add_variable(shape=(gs.size,), dtype="float32", name=f"{gs.name.replace('/', '_')}_gamma",
+                              initializer="ones")
+            for gs in self._group_sets
+        ]
+
+    @property
+    def group_sets(self):
+        """The `tf_rpp.groups.GroupSet`s this optimizer prunes (after `build`)."""
+        return list(self._group_sets)
+
+    def group_strength(self, kind):
+        """The current scale-free lambda of `kind` (a Python float)."""
+        if not self.built:
+            return self.initial_group_strength
+        return float(self.group_strength_variable.numpy()[self.kinds.index(kind)])
+
+    def set_group_strength(self, kind, value):
+        """Sets the scale-free lambda of `kind` (`"heads"` or `"neurons"`)."""
+        _check_hyperparameters(value, self.group_epsilon, self.reweight_every, names=("group_strength", "group_epsilon"))
+        self._require_built("set_group_strength()")
+        values = self.group_strength_variable.numpy()
+        values[self.kinds.index(kind)] = float(value)
+        self.group_strength_variable.assign(values)
+
+    def removed_groups(self):
+        """Per kind, the fraction of groups that are exactly zero now.
+
+        Example:
+
+        ```python
+        optimizer.removed_groups()  # {'heads': 0.25, 'neurons': 0.5}
+        ```
+        """
+        self._require_built("removed_groups()")
+        return groups.removed_fraction(self.weights_by_key(), self._group_sets)
+
+    def _after_inner_step(self, learning_rate):
+        active = tf.logical_not(tf.convert_to_tensor(self.frozen_variable))
+        step = tf.cast(self.iterations, "int64") - 1
+        reweight_now = tf.logical_and(active, tf.equal(step % self.reweight_every, 0))
+        epsilon = self.group_epsilon
+        kinds = [self.kinds.index(gs.kind) for gs in self._group_sets]
+        plan = [
+            [(_tf_variable(v), axis) for v, axis in members] for members in self._group_members
+        ]
+        gammas = [_tf_variable(g) for g in self._group_gammas]
+        scale_variable = _tf_variable(self.group_scale_variable)
+        strengths = tf.convert_to_tensor(self.group_strength_variable)
+
+        def shrink_all(distribution, plan, gammas, scale_variable, strengths, reweight_now, active, learning_rate):
+            # A group spans several variables, so its norm is read across them
+            # (in cross-replica context, where mirrored copies agree) before
+            # every copy is scaled by the same factors. Step scalars arrive per
+            # replica (all equal), so one replica's copy is used.
+            strengths, reweight_now, active, learning_rate = (
+                distribution.experimental_local_results(x)[0] for x in (strengths, reweight_now, active, learning_rate)
+            )
+            norms = [proximal.group_norms([(tf.convert_to_tensor(v), axis) for v, axis in members])
+                     for members in plan]
+            scales = tf.convert_to_tensor(scale_variable)
+            medians = tf.stack([
+                _median_squared(tf.concat([n for n, k in zip(norms, kinds) if k == kind], 0))
+                for kind in range(len(self.kinds))
+            ])
+            scales = tf.where(scales > 0, scales, medians)
+            distribution.extended.update(scale_variable, lambda s, value: s.assign(value), args=(scales,), group=False)
+            step_sizes = tf.where(active, learning_rate * strengths * scales, 0.0)
+            for members, gamma, kind, group_norm in zip(plan, gammas, kinds, norms):
+                new_gamma = tf.where(reweight_now, proximal.reweight(group_norm, epsilon), tf.convert_to_tensor(gamma))
+                distribution.extended.update(gamma, lambda g, value: g.assign(value), args=(new_gamma,), group=False)
+                factors = proximal.group_shrink_factors(group_norm, step_sizes[kind] * new_gamma)
+                for variable, axis in members:
+                    distribution.extended.update(
+                        variable, lambda v, f, axis=axis: v.assign(proximal.scale_groups(v, f, axis)),
+                        args=(factors,), group=False,
+                    )
+
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            shrink_all, self._distribution_strategy, plan, gammas, scale_variable, strengths, reweight_now, active,
+            learning_rate,
+        )
+        super()._after_inner_step(learning_rate)
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("prune", None)
+        config.pop("include_embeddings", None)
+        config.update(
+            group_strength=self.initial_group_strength,
+            kinds=list(self.kinds),
+            group_epsilon=self.group_epsilon,
+        )
+        return config
+
+
+def _median_squared(norms):
+    ordered = tf.sort(norms)
+    median = ordered[(tf.size(ordered) - 1) // 2]
+    return tf.where(median > 0, tf.square(median), 1.0)
+
+
+def _check_hyperparameters(strength, epsilon, reweight_every, names=("l1_strength", "epsilon")):
+    strength_name, epsilon_name = names
+    if not isinstance(strength, (int, float, np.floating, np.integer)) or not math.isfinite(strength) or strength < 0:
         raise ValueError(
-            f"`l1_strength` must be a finite number >= 0; received {l1_strength!r}. "
-            "Use 0 to disable the l1 term, or e.g. 2e-3."
+            f"`{strength_name}` must be a finite number >= 0; received {strength!r}. "
+            "Use 0 to disable that penalty, or e.g. 2e-3."
         )
     if not isinstance(epsilon, (int, float, np.floating, np.integer)) or not math.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(
-            f"`epsilon` must be a finite number > 0; received {epsilon!r}. It bounds "
+            f"`{epsilon_name}` must be a finite number > 0; received {epsilon!r}. It bounds "
             "the reweighting 1 / (|w| + epsilon); use e.g. 1e-3."
         )
     if isinstance(reweight_every, bool) or not isinstance(reweight_every, (int, np.integer)) or reweight_every < 1:

@@ -1,0 +1,22 @@
+"""The `>>>` examples in the docstrings run and print what they show.
+
+(`tf_rpp.data`'s examples fetch archives, so they are marked +SKIP and not listed.)
+"""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "tf_rpp.distill", "tf_rpp.files", "tf_rpp.mask", "tf_rpp.optimizer", "tf_rpp.proximal",
+    "tf_rpp.selection", "tf_rpp.tasks", "tf_rpp.viz", "tf_rpp.groups", "tf_rpp.shrink", "tf_rpp_lite",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{name} has no >>> example"
+    assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed (see the output above)"

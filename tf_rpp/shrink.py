@@ -1,0 +1,348 @@
+"""Shrinking: a group-pruned keras-hub BERT made physically smaller.
+
+After structured pruning (`GroupRPPOptimizer`), removed heads and neurons are
+exactly zero but still stored and multiplied. `shrink_classifier` drops them:
+each encoder layer keeps only its live heads (at the original head size) and
+live feed-forward units, possibly a different number per layer, so the model
+has fewer weights and does less work on any runtime, TFLite included. It
+computes the same function as the masked model (a removed head's output rows
+are zero, so it adds nothing; likewise a removed neuron's output row).
+
+keras-hub's `TransformerEncoder` derives the head size as
+`hidden_dim // num_heads`, so a layer with 5 of 12 heads cannot be expressed
+with it; `PrunedTransformerEncoder` takes the head size explicitly and keeps
+keras-hub's layer and weight names, so masks and weight keys still line up.
+
+Example:
+
+```python
+shrunk = tf_rpp.shrink.shrink_classifier(classifier)   # a BertTextClassifier
+shrunk.save("small.keras")                               # loads with keras.models.load_model
+tf_rpp.export.export_tflite(shrunk, "small.tflite")
+```
+"""
+
+import keras
+import keras_hub
+import numpy as np
+
+from tf_rpp import groups
+from tf_rpp import selection
+
+
+@keras.saving.register_keras_serializable(package="tf_rpp")
+class PrunedTransformerEncoder(keras_hub.layers.TransformerEncoder):
+    """keras-hub's `TransformerEncoder` with an explicit head size.
+
+    Args:
+        key_dim: the size of each attention head (keras-hub uses
+            `hidden_dim // num_heads`, which changes when heads are removed).
+        **kwargs: as `keras_hub.layers.TransformerEncoder`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = PrunedTransformerEncoder(intermediate_dim=5, num_heads=1, key_dim=4)
+    >>> tuple(layer(np.zeros((2, 3, 8), "float32")).shape)
+    (2, 3, 8)
+    """
+
+    def __init__(self, key_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.key_dim = int(key_dim)
+
+    def build(self, inputs_shape):
+        # The same sublayers and names as keras-hub's build, with `key_dim` given.
+        hidden_dim = inputs_shape[-1]
+        if self.num_heads < 1 or self.key_dim < 1 or self.intermediate_dim < 1:
+            raise ValueError(
+                f"{self.name}: a pruned encoder layer needs at least one head and one feed-forward unit; "
+                f"received num_heads={self.num_heads}, key_dim={self.key_dim}, "
+                f"intermediate_dim={self.intermediate_dim}."
+            )
+        common = dict(
+            kernel_initializer=keras.initializers.get(keras.initializers.serialize(self.kernel_initializer)),
+            bias_initializer=keras.initializers.get(keras.initializers.serialize(self.bias_initializer)),
+            dtype=self.dtype_policy,
+        )
+        self._self_attention_layer = keras.layers.MultiHeadAttention(
+            num_heads=self.num_heads, key_dim=self.key_dim, dropout=self.dropout,
+            name="self_attention_layer", **common,
+        )
+        self._self_attention_layer.build(query_shape=inputs_shape, value_shape=inputs_shape)
+        self._self_attention_layer_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="self_attention_layer_norm",
+        )
+        self._self_attention_layer_norm.build(inputs_shape)
+        self._self_attention_dropout = keras.layers.Dropout(
+            rate=self.dropout, dtype=self.dtype_policy, name="self_attention_dropout",
+        )
+        self._feedforward_layer_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="feedforward_layer_norm",
+        )
+        self._feedforward_layer_norm.build(inputs_shape)
+        self._feedforward_intermediate_dense = keras.layers.Dense(
+            self.intermediate_dim, activation=self.activation, name="feedforward_intermediate_dense", **common,
+        )
+        self._feedforward_intermediate_dense.build(inputs_shape)
+        self._feedforward_output_dense = keras.layers.Dense(hidden_dim, name="feedforward_output_dense", **common)
+        self._feedforward_output_dense.build((*inputs_shape[:-1], self.intermediate_dim))
+        self._feedforward_dropout = keras.layers.Dropout(
+            rate=self.dropout, dtype=self.dtype_policy, name="feedforward_dropout",
+        )
+        self.built = True
+
+    def get_config(self):
+        config = super().get_config()
+        config["key_dim"] = self.key_dim
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tf_rpp")
+class ShrunkBertBackbone(keras_hub.models.Backbone):
+    """A BERT backbone whose layers may each have their own heads and widths.
+
+    The same graph, inputs, outputs and layer names as
+    `keras_hub.models.BertBackbone`, so `keras_hub.models.BertTextClassifier`
+    (and its preprocessor) take it as they take a `BertBackbone`.
+
+    Args:
+        vocabulary_size, hidden_dim, dropout, max_sequence_length,
+            num_segments: as in `BertBackbone`.
+        num_heads: a list, the heads of each layer.
+        intermediate_dims: a list, the feed-forward width of each layer.
+        key_dim: the head size (the original `hidden_dim // num_heads`).
+        activation: the feed-forward activation; default BERT's approximate
+            GELU (keras-hub's registered `gelu_approximate`).
+
+    Example:
+
+    >>> backbone = ShrunkBertBackbone(vocabulary_size=50, hidden_dim=8, num_heads=[2, 1],
+    ...                               intermediate_dims=[16, 3], key_dim=4, max_sequence_length=8)
+    >>> backbone.count_params() < keras_hub.models.BertBackbone(
+    ...     vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
+    ...     max_sequence_length=8).count_params()
+    True
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        hidden_dim,
+        num_heads,
+        intermediate_dims,
+        key_dim,
+        activation=None,
+        dropout=0.1,
+        max_sequence_length=512,
+        num_segments=2,
+        dtype=None,
+        **kwargs,
+    ):
+        num_heads = [int(h) for h in num_heads]
+        intermediate_dims = [int(d) for d in intermediate_dims]
+        if len(num_heads) != len(intermediate_dims) or not num_heads:
+            raise ValueError(
+                f"`num_heads` and `intermediate_dims` need one entry per layer; received {num_heads} and "
+                f"{intermediate_dims}."
+            )
+        if activation is None:
+            activation = keras.saving.get_registered_object("keras_hub>gelu_approximate")
+        elif not callable(activation):
+            activation = keras.activations.get(activation)
+        initializer = keras.initializers.TruncatedNormal(stddev=0.02)
+        self.token_embedding = keras_hub.layers.ReversibleEmbedding(
+            input_dim=vocabulary_size, output_dim=hidden_dim, embeddings_initializer=initializer,
+            dtype=dtype, name="token_embedding",
+        )
+        self.position_embedding = keras_hub.layers.PositionEmbedding(
+            initializer=initializer, sequence_length=max_sequence_length, dtype=dtype, name="position_embedding",
+        )
+        self.segment_embedding = keras.layers.Embedding(
+            input_dim=num_segments, output_dim=hidden_dim, embeddings_initializer=initializer,
+            dtype=dtype, name="segment_embedding",
+        )
+        self.embeddings_add = keras.layers.Add(dtype=dtype, name="embeddings_add")
+        self.embeddings_layer_norm = keras.layers.LayerNormalization(
+            axis=-1, epsilon=1e-12, dtype=dtype, name="embeddings_layer_norm",
+        )
+        self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
+        self.transformer_layers = [
+            PrunedTransformerEncoder(
+                key_dim=key_dim, num_heads=heads, intermediate_dim=width, activation=activation,
+                dropout=dropout, layer_norm_epsilon=1e-12, kernel_initializer=initializer, dtype=dtype,
+                name=f"transformer_layer_{i}",
+            )
+            for i, (heads, width) in enumerate(zip(num_heads, intermediate_dims))
+        ]
+        self.pooled_dense = keras.layers.Dense(
+            hidden_dim, kernel_initializer=initializer, activation="tanh", dtype=dtype, name="pooled_dense",
+        )
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        segment_ids = keras.Input(shape=(None,), dtype="int32", name="segment_ids")
+        padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+        tokens = self.token_embedding(token_ids)
+        x = self.embeddings_add((tokens, self.position_embedding(tokens), self.segment_embedding(segment_ids)))
+        x = self.embeddings_dropout(self.embeddings_layer_norm(x))
+        for layer in self.transformer_layers:
+            x = layer(x, padding_mask=padding_mask)
+        super().__init__(
+            inputs={"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask},
+            outputs={"sequence_output": x, "pooled_output": self.pooled_dense(x[:, 0, :])},
+            dtype=dtype,
+            **kwargs,
+        )
+        self.vocabulary_size = vocabulary_size
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.intermediate_dims = intermediate_dims
+        self.key_dim = int(key_dim)
+        self.activation = keras.activations.serialize(activation)
+        self.dropout = dropout
+        self.max_sequence_length = max_sequence_length
+        self.num_segments = num_segments
+        self.num_layers = len(num_heads)
+        self.cls_token_index = 0
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            vocabulary_size=self.vocabulary_size, hidden_dim=self.hidden_dim, num_heads=self.num_heads,
+            intermediate_dims=self.intermediate_dims, key_dim=self.key_dim, activation=self.activation,
+            dropout=self.dropout, max_sequence_length=self.max_sequence_length, num_segments=self.num_segments,
+        )
+        return config
+
+
+def _kept(weights, group_set):
+    kept = groups.kept_groups(weights, group_set)
+    if not kept.any():
+        # A layer with every group removed keeps one zero group: it adds
+        # nothing, and the layer keeps a valid shape.
+        kept[0] = True
+    return np.flatnonzero(kept)
+
+
+def shrink_backbone(backbone):
+    """A `ShrunkBertBackbone` holding only the live heads and neurons of `backbone`.
+
+    A head or neuron is live when any of its kernel entries is nonzero (see
+    `tf_rpp.groups`); everything else (embeddings, biases, LayerNorms, the
+    pooler) is copied.
+
+    Args:
+        backbone: a keras-hub `BertBackbone` (or a `ShrunkBertBackbone`).
+
+    Returns:
+        The smaller backbone; on the same inputs its outputs equal the
+        original's up to float rounding.
+
+    Example:
+
+    ```python
+    small = tf_rpp.shrink.shrink_backbone(classifier.backbone)
+    print(small.num_heads, small.intermediate_dims)
+    ```
+    """
+    layers = list(backbone.transformer_layers)
+    if not layers:
+        raise ValueError(f"{type(backbone).__name__} has no transformer_layers to shrink.")
+    weights = {selection.weight_key(v): np.asarray(v.numpy()) for v in backbone.weights}
+    sets = {(gs.layer, gs.kind): gs for gs in groups.bert_groups(backbone.weights)}
+    first = layers[0]._self_attention_layer
+    key_dim = int(first._key_dim)
+    plan = []
+    for layer in layers:
+        prefix = _prefix_of(layer, sets)
+        plan.append((layer, prefix, _kept(weights, sets[prefix, "heads"]), _kept(weights, sets[prefix, "neurons"])))
+    activation = layers[0].activation
+    small = ShrunkBertBackbone(
+        vocabulary_size=backbone.vocabulary_size,
+        hidden_dim=backbone.hidden_dim,
+        num_heads=[len(h) for _, _, h, _ in plan],
+        intermediate_dims=[len(n) for _, _, _, n in plan],
+        key_dim=key_dim,
+        activation=keras.activations.serialize(activation),
+        dropout=backbone.dropout,
+        max_sequence_length=backbone.max_sequence_length,
+        num_segments=backbone.num_segments,
+        dtype=backbone.dtype_policy,
+    )
+    for name in ("token_embedding", "position_embedding", "segment_embedding", "embeddings_layer_norm",
+                 "pooled_dense"):
+        small.get_layer(name).set_weights(backbone.get_layer(name).get_weights())
+    for (layer, _, heads, neurons), target in zip(plan, small.transformer_layers):
+        _copy_encoder(layer, target, heads, neurons)
+    return small
+
+
+def _prefix_of(layer, sets):
+    for prefix, _ in sets:
+        if prefix == layer.name or prefix.endswith("/" + layer.name):
+            return prefix
+    raise ValueError(f"No head and neuron groups found for encoder layer {layer.name!r}.")
+
+
+def _copy_encoder(source, target, heads, neurons):
+    attention, small_attention = source._self_attention_layer, target._self_attention_layer
+    for name in ("_query_dense", "_key_dense", "_value_dense"):
+        kernel, bias = getattr(attention, name).get_weights()
+        getattr(small_attention, name).set_weights([kernel[:, heads, :], bias[heads, :]])
+    kernel, bias = attention._output_dense.get_weights()
+    small_attention._output_dense.set_weights([kernel[heads, :, :], bias])
+    for name in ("_self_attention_layer_norm", "_feedforward_layer_norm"):
+        getattr(target, name).set_weights(getattr(source, name).get_weights())
+    kernel, bias = source._feedforward_intermediate_dense.get_weights()
+    target._feedforward_intermediate_dense.set_weights([kernel[:, neurons], bias[neurons]])
+    kernel, bias = source._feedforward_output_dense.get_weights()
+    target._feedforward_output_dense.set_weights([kernel[neurons, :], bias])
+
+
+def shrink_classifier(classifier):
+    """A `keras_hub.models.BertTextClassifier` on the shrunk backbone of `classifier`.
+
+    The classification head and the preprocessor are carried over, so the
+    result predicts from raw text, saves with `model.save` and loads with
+    `keras.models.load_model`, and exports with `tf_rpp.export.export_tflite`.
+
+    Args:
+        classifier: a keras-hub BERT text classifier whose removed groups are
+            exactly zero (after `GroupRPPOptimizer` and its hardened mask).
+
+    Example:
+
+    ```python
+    small = tf_rpp.shrink.shrink_classifier(classifier)
+    small.predict(["a wonderful film"])
+    ```
+    """
+    backbone = shrink_backbone(classifier.backbone)
+    head = classifier.output_dense
+    small = keras_hub.models.BertTextClassifier(
+        backbone=backbone,
+        num_classes=classifier.num_classes,
+        preprocessor=classifier.preprocessor,
+        activation=classifier.activation,
+        dropout=classifier.dropout,
+    )
+    small.output_dense.set_weights(head.get_weights())
+    return small
+
+
+def parameter_counts(backbone):
+    """Heads and feed-forward units per layer, and encoder parameters, of a BERT backbone.
+
+    Example:
+
+    >>> small = ShrunkBertBackbone(vocabulary_size=50, hidden_dim=8, num_heads=[2, 1],
+    ...                            intermediate_dims=[16, 3], key_dim=4, max_sequence_length=8)
+    >>> parameter_counts(small)["heads"]
+    [2, 1]
+    """
+    layers = backbone.transformer_layers
+    return {
+        "heads": [int(layer._self_attention_layer._num_heads) for layer in layers],
+        "intermediate": [int(layer._feedforward_intermediate_dense.units) for layer in layers],
+        "encoder_parameters": int(sum(layer.count_params() for layer in layers)),
+        "total_parameters": int(backbone.count_params()),
+    }

@@ -5,7 +5,8 @@ For each fine-tuned Keras model (default: the rt_polarity models that
 exports five `.tflite` variants at 128 tokens, batch 1:
 
     float32 | float32+sparse | dynamic int8 | dynamic int8+sparse | int8+sparse (full integer,
-    calibrated on 200 real training sentences, float fallback)
+    calibrated on 200 real training sentences, float fallback) | dynamic int8+sparse+trimmed
+    vocab (`tf_rpp.shrink.trim_vocabulary` on the training sentences)
 
 and measures: bytes, gzip bytes, which weights the converter stored in a sparse
 encoding (read from the flatbuffer), median interpreter `invoke()` latency with
@@ -15,6 +16,9 @@ difference| from Keras.
 
     python bench/tflite_size_latency.py                  # ~35 min on 2 cores
     python bench/tflite_size_latency.py --models dense=runs/main/dense/model.keras --eval-limit 100
+    python bench/tflite_size_latency.py --variants "dynamic int8+sparse+trimmed vocab"   # adds rows
+
+Rows of a run replace the committed rows of the same model and variant; others are kept.
 
 Writes bench/results/tflite_size_latency.json and .md (the table; under --out with
 --no-commit-results).
@@ -38,6 +42,7 @@ import tf_rpp  # noqa: E402
 import tf_rpp_lite  # noqa: E402
 from tf_rpp import data  # noqa: E402
 from tf_rpp import export  # noqa: E402
+from tf_rpp import shrink  # noqa: E402
 from tf_rpp.files import atomic_write  # noqa: E402
 
 SWEEP = "runs/rpp_vs_nip"
@@ -49,6 +54,9 @@ VARIANTS = {
     "dynamic int8": {"sparse": False, "quantize": "dynamic"},
     "dynamic int8+sparse": {"sparse": True, "quantize": "dynamic"},
     "int8+sparse": {"sparse": True, "quantize": "int8"},
+    # The vocabulary trimmed to the tokens of the training sentences (plus
+    # every single character): the token embedding is most of what remains.
+    "dynamic int8+sparse+trimmed vocab": {"sparse": True, "quantize": "dynamic", "trim": True},
 }
 
 
@@ -130,8 +138,28 @@ def _results_dir(args):
     return args.out if args.no_commit_results else os.path.join(ROOT, "bench", "results")
 
 
+def _merge(args, rows):
+    path = os.path.join(_results_dir(args), "tflite_size_latency.json")
+    if not os.path.exists(path):
+        return rows
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)["rows"]
+    new = {(r["model"], r["variant"]) for r in rows}
+    order = list(VARIANTS)
+    merged = [r for r in old if (r["model"], r["variant"]) not in new] + rows
+    models = list(dict.fromkeys(r["model"] for r in old + rows))
+    return sorted(merged, key=lambda r: (models.index(r["model"]), order.index(r["variant"])))
+
+
 def _write(args, rows, argv):
-    summary = {"command": "python bench/tflite_size_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    command = "python bench/tflite_size_latency.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    previous = os.path.join(_results_dir(args), "tflite_size_latency.json")
+    commands = []
+    if os.path.exists(previous):
+        with open(previous, encoding="utf-8") as f:
+            old = json.load(f)
+        commands = old.get("commands", [old["command"]] if "command" in old else [])
+    summary = {"commands": [c for c in commands if c != command] + [command],
                "sequence_length": args.sequence_length, "batch_size": 1, "latency_runs": args.latency_runs,
                "rows": rows}
     results_dir = _results_dir(args)
@@ -168,7 +196,8 @@ def main(argv=None):
     if args.eval_limit:
         dev = dev[: args.eval_limit]
     texts, labels = [t for t, _ in dev], np.asarray([y for _, y in dev])
-    calibration = [t for t, _ in data.examples("rt_polarity", "train")[: args.calibration]]
+    train_texts = [t for t, _ in data.examples("rt_polarity", "train")]
+    calibration = train_texts[: args.calibration]
     rows = []
     for name, model_path in models:
         model = tf_rpp.load_model(model_path, compile=False)
@@ -176,15 +205,22 @@ def main(argv=None):
         reference = None
         for variant in variants:
             path = os.path.join(args.out, f"{name}_{variant.replace(' ', '_').replace('+', '_')}.tflite")
+            settings = dict(VARIANTS[variant])
+            exported = model
+            if settings.pop("trim", False):
+                exported, kept = shrink.trim_vocabulary(model, train_texts)
+                print(f"{name}: vocabulary trimmed to {len(kept):,} tokens", flush=True)
             started = time.time()
-            export.export_tflite(model, path, sequence_length=args.sequence_length, labels=["negative", "positive"],
-                                 representative_data=calibration, **VARIANTS[variant])
+            export.export_tflite(exported, path, sequence_length=args.sequence_length,
+                                 labels=["negative", "positive"], representative_data=calibration, **settings)
             export_s = time.time() - started
             runner = tf_rpp_lite.TFLiteClassifier(path, num_threads=2)
             if reference is None:  # same tokenizer and length for every variant of a model
                 encoded, truncated = runner.encode(texts)
                 reference = keras_logits(model, encoded)
-            tflite_logits = runner.run(*encoded)
+            # A trimmed vocabulary tokenizes differently: its own ids, from its own tokenizer file.
+            own = runner.encode(texts)[0] if exported is not model else encoded
+            tflite_logits = runner.run(*own)
             sparse, ops = sparse_tensors(path)
             with open(path, "rb") as f:
                 gz = len(gzip.compress(f.read(), compresslevel=6))
@@ -200,11 +236,12 @@ def main(argv=None):
                 "keras_accuracy": float(np.mean(reference.argmax(-1) == labels)),
                 "max_abs_logit_diff": (float(np.max(np.abs(tflite_logits - reference)))
                                        if VARIANTS[variant]["quantize"] is None else None),
+                "vocabulary_size": int(exported.backbone.vocabulary_size),
                 "dev_examples": len(texts), "truncated_texts": truncated, "export_s": export_s,
             }
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k not in ("sparse_tensor_names", "ops")}), flush=True)
-    _write(args, rows, argv)
+    _write(args, _merge(args, rows), argv)
 
 
 if __name__ == "__main__":

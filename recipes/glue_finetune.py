@@ -10,6 +10,9 @@ reports that the mask held (every pruned weight still exactly 0.0).
     # GLUE through tensorflow-datasets (downloads) or the official TSV layout:
     python recipes/glue_finetune.py --task glue/sst2 --tfds --data-dir ~/tfds ...
     python recipes/glue_finetune.py --task glue/mnli --tsv-dir glue_data/MNLI ...
+    # structured RPP (heads and neurons) on a fine-tuned model, shrunk and exported:
+    python recipes/glue_finetune.py --init-model runs/rt_dense/model.keras --teacher runs/rt_dense/model.keras \
+        --structured 0.5 --steps 250 --shrink --export-tflite --out runs/rt_structured50
 """
 
 import argparse
@@ -22,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow_model_optimization as tfmot  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import tf_rpp  # noqa: E402
@@ -29,6 +33,7 @@ from tf_rpp import data  # noqa: E402
 from tf_rpp import distill  # noqa: E402
 from tf_rpp import export  # noqa: E402
 from tf_rpp import models  # noqa: E402
+from tf_rpp import shrink  # noqa: E402
 from tf_rpp import tasks  # noqa: E402
 from tf_rpp.files import atomic_write  # noqa: E402
 
@@ -54,6 +59,19 @@ def build_parser():
                    help="a fine-tuned .keras classifier of the same task to distil from (e.g. the dense model)")
     p.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the teacher term (default 0.5)")
     p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature (default 2)")
+    p.add_argument("--init-model", default=None,
+                   help="start from this fine-tuned classifier (.keras) instead of --preset, e.g. to prune it")
+    p.add_argument("--structured", type=float, default=None, metavar="FRACTION",
+                   help="structured RPP while fine-tuning: remove this fraction of the attention heads and of "
+                        "the feed-forward neurons (tf_rpp.GroupRPPOptimizer, PolynomialDecay schedule)")
+    p.add_argument("--structured-steps", type=int, default=None,
+                   help="steps over which --structured reaches its target; the rest train with the mask "
+                        "fixed (default: 60%% of --steps)")
+    p.add_argument("--group-strength", type=float, default=1.0,
+                   help="initial scale-free group lambda of --structured; RPPCallback adapts it (default 1)")
+    p.add_argument("--shrink", action="store_true",
+                   help="with --structured: also write model_shrunk.keras (removed heads and neurons dropped) "
+                        "and export that one with --export-tflite")
     p.add_argument("--export-tflite", action="store_true", help="also write model.tflite (sparse encoding)")
     p.add_argument("--no-save-model", action="store_true", help="do not write model.keras (sweeps that only need metrics)")
     p.add_argument("--seed", type=int, default=0)
@@ -75,6 +93,8 @@ def _datasets(args, spec):
 
 def run(args):
     spec = tasks.get(args.task)
+    if args.shrink and args.structured is None:
+        raise ValueError("--shrink needs --structured (only removed heads and neurons can be dropped).")
     os.makedirs(args.out, exist_ok=True)
     started = time.time()
     keras.utils.set_random_seed(args.seed)
@@ -95,15 +115,32 @@ def run(args):
     train = train.shuffle(20_000, seed=args.seed).repeat().batch(args.batch_size, drop_remainder=True)
     dev = dev.batch(64)
 
-    backbone = models.backbone(args.preset)
-    classifier = models.classifier(backbone, args.tokenizer_preset or args.preset, spec.num_classes,
-                                   args.sequence_length)
+    if args.init_model:
+        classifier = tf_rpp.load_model(args.init_model, compile=False)
+    else:
+        backbone = models.backbone(args.preset)
+        classifier = models.classifier(backbone, args.tokenizer_preset or args.preset, spec.num_classes,
+                                       args.sequence_length)
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps=max(1, args.steps - int(args.warmup_fraction * args.steps)),
         warmup_target=args.learning_rate, warmup_steps=int(args.warmup_fraction * args.steps))
     inner = keras.optimizers.AdamW(schedule, weight_decay=0.01)
     mask = None
-    if args.mask:
+    callbacks = []
+    if args.structured is not None:
+        if args.mask:
+            raise ValueError("--structured learns its own mask; do not pass --mask with it.")
+        if not 0.0 < args.structured < 1.0:
+            raise ValueError(f"--structured is the fraction of heads and neurons to remove, in (0, 1); "
+                             f"received {args.structured}.")
+        prune_steps = args.structured_steps or int(0.6 * args.steps)
+        if not 0 < prune_steps <= args.steps:
+            raise ValueError(f"--structured-steps must be in [1, --steps]; received {prune_steps}.")
+        optimizer = tf_rpp.GroupRPPOptimizer(inner, group_strength=args.group_strength)
+        callbacks.append(tf_rpp.RPPCallback(
+            tfmot.sparsity.keras.PolynomialDecay(0.0, args.structured, 0, prune_steps, frequency=10),
+            log_dir=os.path.join(args.out, "logs")))
+    elif args.mask:
         mask = tf_rpp.SparsityMask.load(args.mask)
         mask.check_compatible(classifier)
         optimizer = tf_rpp.MaskedOptimizer(inner, mask)
@@ -111,8 +148,15 @@ def run(args):
         optimizer = inner
     # keras-hub's default metric reads y as labels; with a teacher y also carries logits.
     classifier.compile(optimizer=optimizer, loss=loss, **({"metrics": []} if args.teacher else {}))
-    print(f"fine-tuning {args.task} for {args.steps} steps ({'mask ' + args.mask if mask else 'dense'})")
-    classifier.fit(train, steps_per_epoch=args.steps, epochs=1, verbose=args.verbose)
+    what = ("structured RPP to " + f"{args.structured:.0%} of heads and neurons" if args.structured is not None
+            else "mask " + args.mask if mask else "dense")
+    print(f"fine-tuning {args.task} for {args.steps} steps ({what})")
+    classifier.fit(train, steps_per_epoch=args.steps, epochs=1, verbose=args.verbose, callbacks=callbacks)
+    if args.structured is not None:
+        if not optimizer.frozen:
+            raise RuntimeError("The structured mask was not hardened: --structured-steps exceeds the steps run.")
+        mask = optimizer.get_mask()
+        mask.save(os.path.join(args.out, "mask.npz"))
 
     labels = np.concatenate([y.numpy() for _, y in dev])
     # A 1-tuple: Keras reads a bare (premise, hypothesis) tuple as (x, y).
@@ -120,7 +164,7 @@ def run(args):
     predictions = outputs[:, 0] if spec.is_regression else np.argmax(outputs, axis=-1)
     metrics = tasks.evaluate(args.task, labels, predictions)
 
-    result = {"task": args.task, "preset": str(args.preset), "mask": args.mask, "steps": args.steps,
+    result = {"task": args.task, "preset": str(args.init_model or args.preset), "mask": args.mask, "steps": args.steps,
               "learning_rate": args.learning_rate, "teacher": args.teacher,
               "validation_examples": int(len(labels)), "metrics": metrics}
     if mask is not None:
@@ -131,12 +175,24 @@ def run(args):
         print(f"mask held: {still_zero} ({mask.num_pruned:,} pruned weights, {after.num_pruned:,} zeros after)")
         if not still_zero:
             raise RuntimeError("A pruned weight became nonzero during fine-tuning.")
+    if args.structured is not None:
+        result.update(structured=args.structured, structured_steps=args.structured_steps or int(0.6 * args.steps),
+                      removed_groups=optimizer.removed_groups())
     if not args.no_save_model:
         classifier.save(os.path.join(args.out, "model.keras"))
+    exported = classifier
+    if args.shrink:
+        exported = shrink.shrink_classifier(classifier)
+        exported.save(os.path.join(args.out, "model_shrunk.keras"))
+        result["shrunk"] = shrink.parameter_counts(exported.backbone)
+        result["dense_parameters"] = int(classifier.backbone.count_params())
+        print(f"shrunk: heads per layer {result['shrunk']['heads']}, feed-forward units per layer "
+              f"{result['shrunk']['intermediate']}; backbone parameters {result['dense_parameters']:,} -> "
+              f"{result['shrunk']['total_parameters']:,}")
     if args.export_tflite:
         path = os.path.join(args.out, "model.tflite")
         result["tflite_bytes"] = export.export_tflite(
-            classifier, path, sequence_length=args.sequence_length, sparse=True, labels=spec.label_names)
+            exported, path, sequence_length=args.sequence_length, sparse=True, labels=spec.label_names)
     result["wall_time_s"] = time.time() - started
     atomic_write(os.path.join(args.out, "results.json"), json.dumps(result, indent=2).encode())
     print("validation " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"; wrote {args.out}/results.json")

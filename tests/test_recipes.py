@@ -52,15 +52,42 @@ def test_glue_finetune_keeps_the_mask_and_reports_the_metric(pruned, tmp_path):
     _finetune_and_check(out, tmp_path)
 
 
-def test_glue_finetune_distils_from_a_dense_teacher(pruned, tmp_path):
-    out, _ = pruned
-    teacher_dir = tmp_path / "teacher"
+@pytest.fixture(scope="module")
+def dense_teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
     glue_finetune.run(glue_finetune.build_parser().parse_args([
-        "--task", "rt_polarity", "--out", str(teacher_dir), "--steps", "4", "--batch-size", "8",
+        "--task", "rt_polarity", "--out", str(out), "--steps", "4", "--batch-size", "8",
         "--sequence-length", "32", "--eval-limit", "16", "--verbose", "0"]))
-    result = _finetune_and_check(out, tmp_path / "student", "--teacher", str(teacher_dir / "model.keras"),
+    return out / "model.keras"
+
+
+def test_glue_finetune_distils_from_a_dense_teacher(pruned, dense_teacher, tmp_path):
+    out, _ = pruned
+    result = _finetune_and_check(out, tmp_path / "student", "--teacher", str(dense_teacher),
                                  "--distill-alpha", "0.7")
-    assert result["teacher"] == str(teacher_dir / "model.keras")
+    assert result["teacher"] == str(dense_teacher)
+
+
+def test_glue_finetune_structured_prunes_shrinks_and_exports(dense_teacher, tmp_path):
+    result = glue_finetune.run(glue_finetune.build_parser().parse_args([
+        "--task", "rt_polarity", "--init-model", str(dense_teacher), "--teacher", str(dense_teacher),
+        "--structured", "0.5", "--steps", "8", "--structured-steps", "6", "--shrink", "--export-tflite",
+        "--out", str(tmp_path), "--batch-size", "8", "--sequence-length", "32", "--eval-limit", "32",
+        "--verbose", "0"]))
+    # MiniLM: 6 layers x 12 heads, 6 x 1536 neurons; exactly half of each removed.
+    assert result["removed_groups"] == {"heads": 0.5, "neurons": 0.5}
+    assert result["mask_held"] is True
+    assert sum(result["shrunk"]["heads"]) == 36 and sum(result["shrunk"]["intermediate"]) == 4608
+    assert result["shrunk"]["total_parameters"] < result["dense_parameters"]
+    masked = tf_rpp.load_model(tmp_path / "model.keras", compile=False)
+    small = tf_rpp.load_model(tmp_path / "model_shrunk.keras", compile=False)
+    texts = ["a wonderful, moving film", "dull and far too long", "it is what it is"]
+    np.testing.assert_allclose(small.predict(texts, verbose=0), masked.predict(texts, verbose=0), atol=1e-5)
+    assert result["tflite_bytes"] == os.path.getsize(tmp_path / "model.tflite")
+    with pytest.raises(ValueError, match="--shrink needs --structured"):
+        glue_finetune.run(glue_finetune.build_parser().parse_args([
+            "--task", "rt_polarity", "--init-model", str(dense_teacher), "--shrink", "--steps", "1",
+            "--out", str(tmp_path / "x"), "--batch-size", "8", "--eval-limit", "8", "--verbose", "0"]))
 
 
 def _finetune_and_check(out, tmp_path, *extra):
@@ -84,5 +111,7 @@ def _finetune_and_check(out, tmp_path, *extra):
 def test_recipes_reject_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="--target-sparsity must be in"):
         pretrain_prune.run(pretrain_prune.build_parser().parse_args(["--out", str(tmp_path), "--target-sparsity", "1.0"]))
+    with pytest.raises(ValueError, match="--structured is the fraction"):
+        glue_finetune.run(glue_finetune.build_parser().parse_args(["--out", str(tmp_path), "--structured", "1.0"]))
     with pytest.raises(ValueError, match="Unknown task"):
         glue_finetune.run(glue_finetune.build_parser().parse_args(["--out", str(tmp_path), "--task", "sst9"]))

@@ -59,11 +59,12 @@ class GroupSet:
         members: `((weight_key, axis), ...)`: slice `i` along `axis` of each
             weight belongs to group `i`.
         size: the number of groups.
+        weights_per_group: how many weights one group holds.
 
     Example:
 
     >>> GroupSet("neurons", "transformer_layer_0",
-    ...          (("transformer_layer_0/feedforward_output_dense/kernel", 0),), 4).name
+    ...          (("transformer_layer_0/feedforward_output_dense/kernel", 0),), 4, 384).name
     'transformer_layer_0/neurons'
     """
 
@@ -71,6 +72,7 @@ class GroupSet:
     layer: str
     members: tuple
     size: int
+    weights_per_group: int = 0
 
     @property
     def name(self):
@@ -114,7 +116,9 @@ def bert_groups(model_or_variables, kinds=KINDS):
             sizes = {shapes[key][axis] for key, axis in members}
             if len(sizes) != 1:
                 raise ValueError(f"The {kind} weights of {layer} disagree on the number of {kind}: {sorted(sizes)}.")
-            sets.append(GroupSet(kind, layer, members, sizes.pop()))
+            size = sizes.pop()
+            per_group = sum(int(np.prod(shapes[key])) // size for key, _ in members)
+            sets.append(GroupSet(kind, layer, members, size, per_group))
     if not sets:
         sample = ", ".join(repr(k) for k in list(shapes)[:4])
         raise ValueError(

@@ -560,16 +560,22 @@ class GroupRPPOptimizer(RPPOptimizer):
     a whole:
 
         w_g <- w_g * max(0, 1 - lr_t * lambda_k * gamma_g / ||w_g||_2)
-        gamma_g = 1 / (||w_g||_2 + group_epsilon)   (every `reweight_every` steps)
+        gamma_g = 1 / (||w_g||_2 + group_epsilon)
 
     so groups whose norm falls below their threshold become exactly zero
-    together. `lambda_k` is one per kind (heads, neurons):
-    `group_strength * s_k`, where `s_k` is the median squared group norm of
-    that kind when the optimizer is built. Heads hold ~100x more weights than
-    neurons, so one raw lambda could not fit both; with this scaling
-    `lr * group_strength` is roughly the fraction a median group shrinks per
-    step. `RPPCallback` adapts `group_strength` per kind so the fraction of
-    removed groups tracks its schedule, then hardens and freezes the mask.
+    together. The group norms are computed on every step anyway, so the
+    reweighting `gamma_g` is refreshed on every step at no cost. `lambda_k` is
+    one per kind (heads, neurons): `group_strength * s_k`, where `s_k` is the
+    median squared group norm of that kind at the first step. Heads hold ~100x
+    more weights than neurons, so one raw lambda could not fit both; with this
+    scaling `lr * group_strength` is roughly the fraction of its norm a median
+    group loses per step.
+
+    `RPPCallback` sets `group_strength` per kind on every pruning step so that
+    the groups the proximal steps will have zeroed by the next pruning step
+    are the schedule's next target (norms shrink by about `lr * lambda * gamma`
+    a step, so the weakest groups go first, unless their gradients hold them
+    up), then hardens and freezes the mask at the schedule's end.
 
     With `l1_strength > 0` the unstructured RPP step of `RPPOptimizer` runs as
     well, at a fixed lambda, on the same kernels (both modes combined).
@@ -580,8 +586,7 @@ class GroupRPPOptimizer(RPPOptimizer):
         kinds: which groups, a subset of `("heads", "neurons")`.
         group_epsilon: bounds a zero group's reweighting at `1 / group_epsilon`.
         l1_strength: unstructured lambda; 0 (the default) turns it off.
-        epsilon, reweight_every: as in `RPPOptimizer` (`reweight_every` applies
-            to both modes).
+        epsilon, reweight_every: the unstructured mode's, as in `RPPOptimizer`.
         name: the optimizer's name.
 
     The pruned weights are the BERT encoder kernels (`RPPOptimizer`'s default),
@@ -620,7 +625,6 @@ class GroupRPPOptimizer(RPPOptimizer):
         self.initial_group_strength = float(group_strength)
         self.group_epsilon = float(group_epsilon)
         self._group_sets = []
-        self._group_gammas = []
 
     def _build_pruning_state(self, variables):
         super()._build_pruning_state(variables)
@@ -636,15 +640,6 @@ class GroupRPPOptimizer(RPPOptimizer):
         self.group_scale_variable = self.add_variable(
             shape=(n,), dtype="float32", name="group_scale", initializer="zeros",
         )
-        # Per kind: (removed fraction, target) at the controller's last step.
-        self.group_controller_variable = self.add_variable(
-            shape=(n, 2), dtype="float32", name="group_controller", initializer=keras.initializers.Constant(-1.0),
-        )
-        self._group_gammas = [
-            self.add_variable(shape=(gs.size,), dtype="float32", name=f"{gs.name.replace('/', '_')}_gamma",
-                              initializer="ones")
-            for gs in self._group_sets
-        ]
 
     @property
     def group_sets(self):
@@ -665,6 +660,20 @@ class GroupRPPOptimizer(RPPOptimizer):
         values[self.kinds.index(kind)] = float(value)
         self.group_strength_variable.assign(values)
 
+    def group_scale(self, kind):
+        """`s_k`: the median squared group norm of `kind` at the first step (0 before it)."""
+        self._require_built("group_scale()")
+        return float(self.group_scale_variable.numpy()[self.kinds.index(kind)])
+
+    def group_norms(self):
+        """Per kind, the L2 norms of all its groups (layer by layer), as one NumPy vector."""
+        self._require_built("group_norms()")
+        weights = self.weights_by_key()
+        norms = {}
+        for gs in self._group_sets:
+            norms.setdefault(gs.kind, []).append(groups.group_norms(weights, gs))
+        return {kind: np.concatenate(parts) for kind, parts in norms.items()}
+
     def removed_groups(self):
         """Per kind, the fraction of groups that are exactly zero now.
 
@@ -679,24 +688,19 @@ class GroupRPPOptimizer(RPPOptimizer):
 
     def _after_inner_step(self, learning_rate):
         active = tf.logical_not(tf.convert_to_tensor(self.frozen_variable))
-        step = tf.cast(self.iterations, "int64") - 1
-        reweight_now = tf.logical_and(active, tf.equal(step % self.reweight_every, 0))
         epsilon = self.group_epsilon
         kinds = [self.kinds.index(gs.kind) for gs in self._group_sets]
-        plan = [
-            [(_tf_variable(v), axis) for v, axis in members] for members in self._group_members
-        ]
-        gammas = [_tf_variable(g) for g in self._group_gammas]
+        plan = [[(_tf_variable(v), axis) for v, axis in members] for members in self._group_members]
         scale_variable = _tf_variable(self.group_scale_variable)
         strengths = tf.convert_to_tensor(self.group_strength_variable)
 
-        def shrink_all(distribution, plan, gammas, scale_variable, strengths, reweight_now, active, learning_rate):
+        def shrink_all(distribution, plan, scale_variable, strengths, active, learning_rate):
             # A group spans several variables, so its norm is read across them
             # (in cross-replica context, where mirrored copies agree) before
             # every copy is scaled by the same factors. Step scalars arrive per
             # replica (all equal), so one replica's copy is used.
-            strengths, reweight_now, active, learning_rate = (
-                distribution.experimental_local_results(x)[0] for x in (strengths, reweight_now, active, learning_rate)
+            strengths, active, learning_rate = (
+                distribution.experimental_local_results(x)[0] for x in (strengths, active, learning_rate)
             )
             norms = [proximal.group_norms([(tf.convert_to_tensor(v), axis) for v, axis in members])
                      for members in plan]
@@ -708,10 +712,9 @@ class GroupRPPOptimizer(RPPOptimizer):
             scales = tf.where(scales > 0, scales, medians)
             distribution.extended.update(scale_variable, lambda s, value: s.assign(value), args=(scales,), group=False)
             step_sizes = tf.where(active, learning_rate * strengths * scales, 0.0)
-            for members, gamma, kind, group_norm in zip(plan, gammas, kinds, norms):
-                new_gamma = tf.where(reweight_now, proximal.reweight(group_norm, epsilon), tf.convert_to_tensor(gamma))
-                distribution.extended.update(gamma, lambda g, value: g.assign(value), args=(new_gamma,), group=False)
-                factors = proximal.group_shrink_factors(group_norm, step_sizes[kind] * new_gamma)
+            for members, kind, group_norm in zip(plan, kinds, norms):
+                gamma = proximal.reweight(group_norm, epsilon)
+                factors = proximal.group_shrink_factors(group_norm, step_sizes[kind] * gamma)
                 for variable, axis in members:
                     distribution.extended.update(
                         variable, lambda v, f, axis=axis: v.assign(proximal.scale_groups(v, f, axis)),
@@ -719,8 +722,7 @@ class GroupRPPOptimizer(RPPOptimizer):
                     )
 
         tf.__internal__.distribute.interim.maybe_merge_call(
-            shrink_all, self._distribution_strategy, plan, gammas, scale_variable, strengths, reweight_now, active,
-            learning_rate,
+            shrink_all, self._distribution_strategy, plan, scale_variable, strengths, active, learning_rate,
         )
         super()._after_inner_step(learning_rate)
 

@@ -1,4 +1,5 @@
-"""Pictures of pruning: sparsity sweeps, mask patterns, per-layer bars, embedding t-SNE.
+"""Pictures of pruning: sparsity sweeps, mask patterns, per-layer bars, embedding t-SNE,
+accuracy against latency.
 
 Each function draws one matplotlib figure, writes it to `path` when given
 (PNG, written atomically) and returns the figure. Nothing here trains or
@@ -161,6 +162,46 @@ def plot_sparsity_sweep(rows, metrics, path=None, title=None, dense_method="dens
     axes[0][0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10, y=1.06)
+    return _finish(fig, path)
+
+
+def plot_speed_accuracy(rows, path=None, title=None):
+    """Accuracy against TFLite latency, one marker per model, one panel per variant.
+
+    Args:
+        rows: dicts with keys `model`, `variant`, `latency_ms_1_thread` and
+            `accuracy` (what `bench/structured_speed.py` measures).
+
+    Example:
+
+    >>> rows = [{"model": "dense", "variant": "float32", "latency_ms_1_thread": 17.0, "accuracy": 0.84},
+    ...         {"model": "structured 50%", "variant": "float32", "latency_ms_1_thread": 8.0, "accuracy": 0.82}]
+    >>> fig = plot_speed_accuracy(rows)
+    """
+    plt = _pyplot()
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.6 * len(variants), 3.6), squeeze=False)
+    for ax, variant in zip(axes[0], variants):
+        points = [r for r in rows if r["variant"] == variant]
+        structured = sorted((r for r in points if r["model"].startswith("structured")),
+                            key=lambda r: r["latency_ms_1_thread"])
+        if structured:
+            ax.plot([r["latency_ms_1_thread"] for r in structured], [r["accuracy"] for r in structured],
+                    "o-", color="#c0392b", label="structured RPP, shrunk")
+        for r in points:
+            if r["model"].startswith("structured"):
+                ax.annotate(r["model"].split()[-1], (r["latency_ms_1_thread"], r["accuracy"]),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7)
+                continue
+            marker, color = ("s", "#555555") if r["model"] == "dense" else ("^", "#2c7fb8")
+            ax.plot([r["latency_ms_1_thread"]], [r["accuracy"]], marker, color=color, label=r["model"])
+        ax.set_xlabel("batch-1 latency, 128 tokens, 1 thread (ms)")
+        ax.set_ylabel("dev accuracy (.tflite)")
+        ax.set_title(variant, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1.04)
     return _finish(fig, path)
 
 

@@ -13,6 +13,8 @@ interrupted sweep continues where it stopped: run the same command again.
 
     python bench/rpp_vs_nip.py                    # the committed sweep (~75 min on 2 cores)
     python bench/rpp_vs_nip.py --quick --out runs/sweep_quick   # a 5-minute smoke run
+    python bench/rpp_vs_nip.py --out runs/rpp_vs_nip_long --prune-steps 500 --sparsities 0.8 \
+        --baselines "" --warmup-from runs/rpp_vs_nip/dense/prune --name rpp_vs_nip_long   # a longer budget
 
 Writes `<out>/<run>/...` (recipe outputs), `bench/results/rpp_vs_nip.json` and `.md`
 (the table), and `docs/images/rpp_vs_nip.png` (under --out with --quick).
@@ -54,6 +56,12 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--snli-eval", type=int, default=3000, help="SNLI test pairs evaluated (default 3000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baselines", default="pretrained,dense",
+                   help="reference runs to include: pretrained (no MLM phase), dense (MLM phase, no pruning)")
+    p.add_argument("--warmup-from", default=None,
+                   help="a finished run's prune folder whose MLM-head warm-up to reuse (same seed and settings)")
+    p.add_argument("--name", default="rpp_vs_nip",
+                   help="basename of the results (bench/results/NAME.json, .md; docs/images/NAME.png)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: tabulate and plot the runs already finished (missing ones are listed)")
     p.add_argument("--quick", action="store_true", help="a tiny smoke run: 2 levels, a few steps, nothing committed")
@@ -63,7 +71,7 @@ def build_parser():
 def _runs(args):
     """`(name, method, sparsity)` of every run, method by method, so the RPP
     models bench/tflite_size_latency.py needs come first."""
-    runs = [("pretrained", "pretrained", 0.0), ("dense", "dense", 0.0)]
+    runs = [(b, b, 0.0) for b in args.baselines.split(",") if b]
     for method in args.methods.split(","):
         runs += [(f"{method}_{round(float(s) * 100)}", method, float(s)) for s in args.sparsities.split(",")]
     return runs
@@ -124,7 +132,7 @@ def main(argv=None):
         args.snli_eval = 64
     started = time.time()
     rows = []
-    warm_dir = None
+    warm_dir = args.warmup_from
     for name, method, sparsity in _runs(args):
         run_dir = os.path.join(args.out, name)
         if args.report_only and not all(os.path.exists(os.path.join(run_dir, t, "results.json")) for t in TASKS):
@@ -154,17 +162,17 @@ def main(argv=None):
     summary = {"config": vars(args), "rows": rows,
                "missing_runs": [name for name, _, _ in _runs(args) if name not in finished],
                "wall_time_s_this_invocation": time.time() - started,
-               "command": "python bench/rpp_vs_nip.py" + (" --quick" if args.quick else "")}
+               "command": "python bench/rpp_vs_nip.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     results_dir = args.out if args.quick else os.path.join(ROOT, "bench", "results")
     docs = args.out if args.quick else os.path.join(ROOT, "docs")
     os.makedirs(os.path.join(docs, "images"), exist_ok=True)
-    atomic_write(os.path.join(results_dir, "rpp_vs_nip.json"), json.dumps(summary, indent=2).encode())
-    atomic_write(os.path.join(results_dir, "rpp_vs_nip.md"), markdown(rows).encode())
+    atomic_write(os.path.join(results_dir, f"{args.name}.json"), json.dumps(summary, indent=2).encode())
+    atomic_write(os.path.join(results_dir, f"{args.name}.md"), markdown(rows).encode())
     viz.plot_sparsity_sweep(
         [r for r in rows if r["method"] != "pretrained"],
         {"mlm_accuracy": "held-out MLM accuracy", "rt_polarity": "rt_polarity dev accuracy",
          "snli": f"SNLI test accuracy ({args.snli_eval} pairs)"},
-        path=os.path.join(docs, "images", "rpp_vs_nip.png"),
+        path=os.path.join(docs, "images", f"{args.name}.png"),
         title=f"MiniLM-L6: {args.prune_steps} MLM pruning steps, {args.finetune_steps} fine-tuning steps per task")
     print(markdown(rows))
 

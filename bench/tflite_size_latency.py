@@ -108,6 +108,15 @@ def latency_ms(path, text, threads, runs):
     return statistics.median(times), runner.runtime
 
 
+def _keras_encoding(model, texts, sequence_length):
+    import keras_hub
+
+    packer = keras_hub.models.BertTextClassifierPreprocessor(model.preprocessor.tokenizer,
+                                                            sequence_length=sequence_length)
+    packed = packer(texts)
+    return tuple(np.asarray(packed[n]) for n in export.INPUT_NAMES)
+
+
 def keras_logits(model, encoded, batch=64):
     token_ids, segment_ids, padding_mask = encoded
     outputs = []
@@ -215,11 +224,11 @@ def main(argv=None):
                                  labels=["negative", "positive"], representative_data=calibration, **settings)
             export_s = time.time() - started
             runner = tf_rpp_lite.TFLiteClassifier(path, num_threads=2)
-            if reference is None:  # same tokenizer and length for every variant of a model
-                encoded, truncated = runner.encode(texts)
-                reference = keras_logits(model, encoded)
             # A trimmed vocabulary tokenizes differently: its own ids, from its own tokenizer file.
-            own = runner.encode(texts)[0] if exported is not model else encoded
+            own, truncated = runner.encode(texts)
+            if reference is None:  # the Keras model on its own tokenizer's ids, once per model
+                encoded = own if exported is model else _keras_encoding(model, texts, args.sequence_length)
+                reference = keras_logits(model, encoded)
             tflite_logits = runner.run(*own)
             sparse, ops = sparse_tensors(path)
             with open(path, "rb") as f:

@@ -7,6 +7,7 @@ import keras_hub
 import numpy as np
 import pytest
 
+import tf_rpp
 import tf_rpp_lite
 from tf_rpp import data
 from tf_rpp import export
@@ -59,3 +60,12 @@ def test_trimmed_model_exports_with_its_vocabulary_and_the_runner_matches_keras(
     lite_ids = runner.encode(dev)[0][0]
     np.testing.assert_array_equal(lite_ids, keras_ids)
     np.testing.assert_allclose(runner.logits(dev), small.predict(dev, verbose=0), atol=1e-4)
+
+
+def test_submodules_are_reachable_from_the_package():
+    # The README writes tf_rpp.shrink.shrink_classifier(...) and tf_rpp.export.export_tflite(...).
+    assert tf_rpp.shrink.trim_vocabulary is shrink.trim_vocabulary
+    assert tf_rpp.export.export_tflite is export.export_tflite
+    assert callable(tf_rpp.viz.plot_speed_accuracy)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        tf_rpp.nope

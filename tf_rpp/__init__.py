@@ -29,6 +29,18 @@ from tf_rpp.selection import select_weights
 
 __version__ = "0.1.0"
 
+# Modules that pull in keras-hub, tfds or matplotlib load on first use, so
+# `import tf_rpp` stays light and `tf_rpp.export.export_tflite(...)` still works.
+_LAZY_MODULES = ("data", "export", "models", "shrink", "tasks", "viz")
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        import importlib
+
+        return importlib.import_module(f"tf_rpp.{name}")
+    raise AttributeError(f"module 'tf_rpp' has no attribute {name!r}")
+
 __all__ = [
     "GroupRPPOptimizer",
     "MaskedOptimizer",

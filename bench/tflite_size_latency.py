@@ -108,15 +108,6 @@ def latency_ms(path, text, threads, runs):
     return statistics.median(times), runner.runtime
 
 
-def _keras_encoding(model, texts, sequence_length):
-    import keras_hub
-
-    packer = keras_hub.models.BertTextClassifierPreprocessor(model.preprocessor.tokenizer,
-                                                            sequence_length=sequence_length)
-    packed = packer(texts)
-    return tuple(np.asarray(packed[n]) for n in export.INPUT_NAMES)
-
-
 def keras_logits(model, encoded, batch=64):
     token_ids, segment_ids, padding_mask = encoded
     outputs = []
@@ -147,12 +138,19 @@ def _results_dir(args):
     return args.out if args.no_commit_results else os.path.join(ROOT, "bench", "results")
 
 
-def _merge(args, rows):
+def _previous(args):
+    """The results JSON written before (`{}` if none)."""
     path = os.path.join(_results_dir(args), "tflite_size_latency.json")
     if not os.path.exists(path):
-        return rows
+        return {}
     with open(path, encoding="utf-8") as f:
-        old = json.load(f)["rows"]
+        return json.load(f)
+
+
+def _merge(previous, rows):
+    old = previous.get("rows", [])
+    if not old:
+        return rows
     new = {(r["model"], r["variant"]) for r in rows}
     order = list(VARIANTS)
     merged = [r for r in old if (r["model"], r["variant"]) not in new] + rows
@@ -160,14 +158,9 @@ def _merge(args, rows):
     return sorted(merged, key=lambda r: (models.index(r["model"]), order.index(r["variant"])))
 
 
-def _write(args, rows, argv):
+def _write(args, rows, argv, previous):
     command = "python bench/tflite_size_latency.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    previous = os.path.join(_results_dir(args), "tflite_size_latency.json")
-    commands = []
-    if os.path.exists(previous):
-        with open(previous, encoding="utf-8") as f:
-            old = json.load(f)
-        commands = old.get("commands", [old["command"]] if "command" in old else [])
+    commands = previous.get("commands", [previous["command"]] if "command" in previous else [])
     summary = {"commands": [c for c in commands if c != command] + [command],
                "sequence_length": args.sequence_length, "batch_size": 1, "latency_runs": args.latency_runs,
                "rows": rows}
@@ -178,14 +171,16 @@ def _write(args, rows, argv):
 
 
 def remeasure_latency(args, argv):
-    with open(os.path.join(_results_dir(args), "tflite_size_latency.json"), encoding="utf-8") as f:
-        rows = json.load(f)["rows"]
+    previous = _previous(args)
+    if not previous:
+        raise FileNotFoundError(f"No results in {_results_dir(args)} to re-measure; run the bench first.")
+    rows = previous["rows"]
     for row in rows:
         for threads, key in ((1, "latency_ms_1_thread"), (2, "latency_ms_2_threads")):
             row[key], row["runtime"] = latency_ms(row["tflite_path"], row["latency_text"], threads, args.latency_runs)
         print(f"{row['model']:8s} {row['variant']:20s} {row['latency_ms_1_thread']:8.2f} ms  "
               f"{row['latency_ms_2_threads']:8.2f} ms  {row['runtime']}", flush=True)
-    _write(args, rows, argv)
+    _write(args, rows, argv, previous)
 
 
 def main(argv=None):
@@ -227,7 +222,12 @@ def main(argv=None):
             # A trimmed vocabulary tokenizes differently: its own ids, from its own tokenizer file.
             own, truncated = runner.encode(texts)
             if reference is None:  # the Keras model on its own tokenizer's ids, once per model
-                encoded = own if exported is model else _keras_encoding(model, texts, args.sequence_length)
+                if exported is model:
+                    encoded = own
+                else:
+                    packed = export.representative_inputs(texts, model.preprocessor.tokenizer,
+                                                          args.sequence_length, batch_size=len(texts))[0]
+                    encoded = tuple(packed[n] for n in export.INPUT_NAMES)
                 reference = keras_logits(model, encoded)
             tflite_logits = runner.run(*own)
             sparse, ops = sparse_tensors(path)
@@ -250,7 +250,8 @@ def main(argv=None):
             }
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k not in ("sparse_tensor_names", "ops")}), flush=True)
-    _write(args, _merge(args, rows), argv)
+    previous = _previous(args)
+    _write(args, _merge(previous, rows), argv, previous)
 
 
 if __name__ == "__main__":

@@ -91,10 +91,26 @@ def _datasets(args, spec):
     return data.to_dataset(train, dtype), data.to_dataset(dev, dtype)
 
 
+def _structured_steps(args):
+    """Checks the structured-pruning flags before any data is read; the steps to reach the target."""
+    if args.structured is None:
+        if args.shrink:
+            raise ValueError("--shrink needs --structured (only removed heads and neurons can be dropped).")
+        return None
+    if args.mask:
+        raise ValueError("--structured learns its own mask; do not pass --mask with it.")
+    if not 0.0 < args.structured < 1.0:
+        raise ValueError(f"--structured is the fraction of heads and neurons to remove, in (0, 1); "
+                         f"received {args.structured}.")
+    prune_steps = args.structured_steps or int(0.6 * args.steps)
+    if not 0 < prune_steps <= args.steps:
+        raise ValueError(f"--structured-steps must be in [1, --steps]; received {prune_steps}.")
+    return prune_steps
+
+
 def run(args):
     spec = tasks.get(args.task)
-    if args.shrink and args.structured is None:
-        raise ValueError("--shrink needs --structured (only removed heads and neurons can be dropped).")
+    prune_steps = _structured_steps(args)
     os.makedirs(args.out, exist_ok=True)
     started = time.time()
     keras.utils.set_random_seed(args.seed)
@@ -128,14 +144,6 @@ def run(args):
     mask = None
     callbacks = []
     if args.structured is not None:
-        if args.mask:
-            raise ValueError("--structured learns its own mask; do not pass --mask with it.")
-        if not 0.0 < args.structured < 1.0:
-            raise ValueError(f"--structured is the fraction of heads and neurons to remove, in (0, 1); "
-                             f"received {args.structured}.")
-        prune_steps = args.structured_steps or int(0.6 * args.steps)
-        if not 0 < prune_steps <= args.steps:
-            raise ValueError(f"--structured-steps must be in [1, --steps]; received {prune_steps}.")
         optimizer = tf_rpp.GroupRPPOptimizer(inner, group_strength=args.group_strength)
         callbacks.append(tf_rpp.RPPCallback(
             tfmot.sparsity.keras.PolynomialDecay(0.0, args.structured, 0, prune_steps, frequency=10),
@@ -148,7 +156,7 @@ def run(args):
         optimizer = inner
     # keras-hub's default metric reads y as labels; with a teacher y also carries logits.
     classifier.compile(optimizer=optimizer, loss=loss, **({"metrics": []} if args.teacher else {}))
-    what = ("structured RPP to " + f"{args.structured:.0%} of heads and neurons" if args.structured is not None
+    what = (f"structured RPP to {args.structured:.0%} of heads and neurons" if args.structured is not None
             else "mask " + args.mask if mask else "dense")
     print(f"fine-tuning {args.task} for {args.steps} steps ({what})")
     classifier.fit(train, steps_per_epoch=args.steps, epochs=1, verbose=args.verbose, callbacks=callbacks)
@@ -176,7 +184,7 @@ def run(args):
         if not still_zero:
             raise RuntimeError("A pruned weight became nonzero during fine-tuning.")
     if args.structured is not None:
-        result.update(structured=args.structured, structured_steps=args.structured_steps or int(0.6 * args.steps),
+        result.update(structured=args.structured, structured_steps=prune_steps,
                       removed_groups=optimizer.removed_groups())
     if not args.no_save_model:
         classifier.save(os.path.join(args.out, "model.keras"))

@@ -264,7 +264,7 @@ class RPPCallback(keras.callbacks.Callback):
                 if target is not None:
                     tf.summary.scalar("target_sparsity", float(target))
                 for name in self._last:
-                    if name == "l1_strength" or name.endswith(("_removed", "_strength")):
+                    if name.endswith(("_removed", "_strength")):  # l1_strength too
                         tf.summary.scalar(name, self._last[name])
 
 

@@ -254,13 +254,13 @@ def shrink_backbone(backbone):
     plan = []
     for layer in layers:
         prefix = _prefix_of(layer, sets)
-        plan.append((layer, prefix, _kept(weights, sets[prefix, "heads"]), _kept(weights, sets[prefix, "neurons"])))
+        plan.append((layer, _kept(weights, sets[prefix, "heads"]), _kept(weights, sets[prefix, "neurons"])))
     activation = layers[0].activation
     small = ShrunkBertBackbone(
         vocabulary_size=backbone.vocabulary_size,
         hidden_dim=backbone.hidden_dim,
-        num_heads=[len(h) for _, _, h, _ in plan],
-        intermediate_dims=[len(n) for _, _, _, n in plan],
+        num_heads=[len(h) for _, h, _ in plan],
+        intermediate_dims=[len(n) for _, _, n in plan],
         key_dim=key_dim,
         activation=keras.activations.serialize(activation),
         dropout=backbone.dropout,
@@ -271,7 +271,7 @@ def shrink_backbone(backbone):
     for name in ("token_embedding", "position_embedding", "segment_embedding", "embeddings_layer_norm",
                  "pooled_dense"):
         small.get_layer(name).set_weights(backbone.get_layer(name).get_weights())
-    for (layer, _, heads, neurons), target in zip(plan, small.transformer_layers):
+    for (layer, heads, neurons), target in zip(plan, small.transformer_layers):
         _copy_encoder(layer, target, heads, neurons)
     return small
 
@@ -316,17 +316,17 @@ def shrink_classifier(classifier):
     small.predict(["a wonderful film"])
     ```
     """
-    backbone = shrink_backbone(classifier.backbone)
-    head = classifier.output_dense
-    small = keras_hub.models.BertTextClassifier(
-        backbone=backbone,
-        num_classes=classifier.num_classes,
-        preprocessor=classifier.preprocessor,
-        activation=classifier.activation,
-        dropout=classifier.dropout,
+    return _with_backbone(classifier, shrink_backbone(classifier.backbone), classifier.preprocessor)
+
+
+def _with_backbone(classifier, backbone, preprocessor):
+    # The same classification head (settings and weights) on another backbone.
+    rebuilt = type(classifier)(
+        backbone=backbone, num_classes=classifier.num_classes, preprocessor=preprocessor,
+        activation=classifier.activation, dropout=classifier.dropout,
     )
-    small.output_dense.set_weights(head.get_weights())
-    return small
+    rebuilt.output_dense.set_weights(classifier.output_dense.get_weights())
+    return rebuilt
 
 
 def parameter_counts(backbone):
@@ -413,9 +413,4 @@ def trim_vocabulary(classifier, texts, keep_characters=True, batch_size=512):
     for variable, value in zip(backbone.weights, backbone.get_weights()):
         weights.append(value[kept_ids] if variable is backbone.token_embedding.embeddings else value)
     new_backbone.set_weights(weights)
-    trimmed = type(classifier)(
-        backbone=new_backbone, num_classes=classifier.num_classes, preprocessor=new_preprocessor,
-        activation=classifier.activation, dropout=classifier.dropout,
-    )
-    trimmed.output_dense.set_weights(classifier.output_dense.get_weights())
-    return trimmed, kept_ids
+    return _with_backbone(classifier, new_backbone, new_preprocessor), kept_ids

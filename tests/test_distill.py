@@ -51,3 +51,80 @@ def test_student_learns_the_teachers_function_and_loss_round_trips():
     assert history.history["loss"][-1] < 0.3 * history.history["loss"][0]
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
     assert isinstance(restored, distill.DistillationLoss) and restored.get_config() == loss.get_config()
+
+
+def _relative_errors(student_layers, teacher_layers, padding):
+    w = padding[..., None].astype("float64")
+    return [float(np.sum(w * (s - t) ** 2) / np.sum(w * t ** 2)) for s, t in zip(student_layers, teacher_layers)]
+
+
+def test_masked_lm_distiller_adds_the_layerwise_relative_error():
+    from tiny import mlm_arrays
+    from tiny import tiny_backbone
+    from tiny import tiny_masked_lm
+
+    student = tiny_masked_lm(seed=3)
+    keras.utils.set_random_seed(4)
+    teacher = tiny_backbone()
+    distiller = distill.MaskedLMDistiller(student, teacher, alpha=2.5)
+    assert not teacher.trainable and distiller.built
+    x, _, _ = mlm_arrays(n=8)
+    x["padding_mask"][:, -5:] = 0  # padding positions must not count
+    logits = distiller(x, training=True)
+    np.testing.assert_allclose(logits, student(x, training=False), atol=1e-5)  # dropout is 0 in the tiny model
+    features = {k: x[k] for k in ("token_ids", "segment_ids", "padding_mask")}
+    s = [np.asarray(h, "float64") for h in distill.encoder_outputs(student.backbone)(features)]
+    t = [np.asarray(h, "float64") for h in distill.encoder_outputs(teacher)(features)]
+    expected = 2.5 * np.mean(_relative_errors(s, t, x["padding_mask"]))
+    assert expected > 0.1
+    np.testing.assert_allclose(float(sum(distiller.losses)), expected, rtol=1e-4)
+    distiller(x, training=False)
+    assert not distiller.losses  # inference adds no term
+
+
+def test_distilled_pruning_keeps_the_teachers_representations_closer():
+    """RPP to 60% of a copy of the teacher: with the distillation term its layers stay nearer the teacher's."""
+    from tiny import compile_mlm
+    from tiny import mlm_arrays
+    from tiny import mlm_dataset
+    from tiny import tiny_masked_lm
+    from tensorflow_model_optimization.sparsity.keras import PolynomialDecay
+
+    import tf_rpp
+    from tf_rpp import models
+
+    teacher = tiny_masked_lm(seed=5).backbone
+    x, _, _ = mlm_arrays(n=64, seed=9)
+    features = {k: x[k] for k in ("token_ids", "segment_ids", "padding_mask")}
+    reference = [np.asarray(h, "float64") for h in distill.encoder_outputs(teacher)(features)]
+    errors = {}
+    for alpha in (0.0, 20.0):
+        keras.utils.set_random_seed(0)
+        student = tiny_masked_lm(seed=6)
+        student.backbone.set_weights(teacher.get_weights())
+        optimizer = tf_rpp.RPPOptimizer(keras.optimizers.Adam(3e-3), l1_strength=1e-3)
+        trained = distill.MaskedLMDistiller(student, models.clone_backbone(teacher), alpha=alpha)
+        compile_mlm(trained, optimizer)
+        history = trained.fit(mlm_dataset(n=128, batch=16), epochs=10, verbose=0,
+                              callbacks=[tf_rpp.RPPCallback(PolynomialDecay(0.0, 0.6, 0, 50, frequency=5))])
+        assert optimizer.frozen and abs(optimizer.sparsity() - 0.6) < 0.01
+        assert (history.history["distill_loss"][-1] > 0) == (alpha > 0)
+        got = [np.asarray(h, "float64") for h in distill.encoder_outputs(student.backbone)(features)]
+        errors[alpha] = np.mean(_relative_errors(got, reference, x["padding_mask"]))
+    assert errors[20.0] < 0.7 * errors[0.0], errors
+
+
+def test_masked_lm_distiller_checks_shapes_and_round_trips():
+    from tiny import tiny_backbone
+    from tiny import tiny_masked_lm
+
+    with pytest.raises(ValueError, match="depth and hidden size"):
+        distill.MaskedLMDistiller(tiny_masked_lm(), tiny_backbone(hidden=8))
+    with pytest.raises(ValueError, match="alpha"):
+        distill.MaskedLMDistiller(tiny_masked_lm(), tiny_backbone(), alpha=-1)
+    with pytest.raises(ValueError, match="transformer_layer"):
+        distill.encoder_outputs(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    distiller = distill.MaskedLMDistiller(tiny_masked_lm(), tiny_backbone(), alpha=3.0)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(distiller))
+    assert isinstance(restored, distill.MaskedLMDistiller) and restored.alpha == 3.0
+    assert not restored.teacher.trainable

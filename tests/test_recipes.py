@@ -18,7 +18,7 @@ def pruned(tmp_path_factory):
     report = pretrain_prune.run(pretrain_prune.build_parser().parse_args([
         "--out", str(out), "--target-sparsity", "0.5", "--steps", "12", "--steps-per-epoch", "4",
         "--frequency", "2", "--warmup-steps", "2", "--eval-texts", "32", "--sequence-length", "32",
-        "--batch-size", "8", "--verbose", "0"]))
+        "--batch-size", "8", "--verbose", "0", "--distill", "10"]))
     return out, report
 
 
@@ -28,6 +28,7 @@ def test_pretrain_prune_writes_mask_preset_and_report(pruned):
     assert mask.sparsity == pytest.approx(0.5, abs=1e-6)
     assert len(mask) == 36  # 6 kernels x 6 MiniLM layers
     assert report["sparsity"] == pytest.approx(mask.sparsity)
+    assert 0.0 < report["distill_loss_last_epoch"] < 1.0  # the main job's upstream distillation ran
     assert 0.0 <= report["mlm_accuracy_before"] <= 1.0 and 0.0 <= report["mlm_accuracy_after"] <= 1.0
     assert (out / "preset" / "config.json").exists() and (out / "sparsity_report.txt").exists()
     saved = json.loads((out / "report.json").read_text())

@@ -10,8 +10,8 @@ Modules: `proximal` (the math, pure functions), `selection` (which weights),
 `optimizer` (`RPPOptimizer`, `GroupRPPOptimizer`,
 `MaskedOptimizer`), `groups` (heads and neurons for structured pruning), `shrink`
 (a group-pruned model made physically smaller), `callback` (`RPPCallback`),
-`mask` (`SparsityMask`), `saving` (`load_model`), `distill` (fine-tuning a
-pruned model against the dense one), `export` (TFLite), `viz` (figures),
+`mask` (`SparsityMask`), `saving` (`load_model`), `distill` (matching the dense
+model while pruning and while fine-tuning), `export` (TFLite), `viz` (figures),
 `data`, `tasks`, `models` (packaged data, GLUE metrics, the embedded MiniLM).
 """
 

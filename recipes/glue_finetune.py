@@ -16,7 +16,6 @@ reports that the mask held (every pruned weight still exactly 0.0).
 """
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -34,7 +33,6 @@ from tf_rpp import data  # noqa: E402
 from tf_rpp import distill  # noqa: E402
 from tf_rpp import export  # noqa: E402
 from tf_rpp import models  # noqa: E402
-from tf_rpp import quantization  # noqa: E402
 from tf_rpp import shrink  # noqa: E402
 from tf_rpp import tasks  # noqa: E402
 from tf_rpp.files import atomic_write  # noqa: E402
@@ -74,9 +72,6 @@ def build_parser():
     p.add_argument("--shrink", action="store_true",
                    help="with --structured: also write model_shrunk.keras (removed heads and neurons dropped) "
                         "and export that one with --export-tflite")
-    p.add_argument("--int8-aware", action="store_true",
-                   help="fine-tune with the int8 rounding of full-integer TFLite simulated at every dense layer's "
-                        "input and output (tf_rpp.quantization.simulate_int8), for a later quantize='int8' export")
     p.add_argument("--export-tflite", action="store_true", help="also write model.tflite (sparse encoding)")
     p.add_argument("--no-save-model", action="store_true", help="do not write model.keras (sweeps that only need metrics)")
     p.add_argument("--seed", type=int, default=0)
@@ -164,8 +159,7 @@ def run(args):
     what = (f"structured RPP to {args.structured:.0%} of heads and neurons" if args.structured is not None
             else "mask " + args.mask if mask else "dense")
     print(f"fine-tuning {args.task} for {args.steps} steps ({what})")
-    with quantization.simulate_int8(classifier) if args.int8_aware else contextlib.nullcontext():
-        classifier.fit(train, steps_per_epoch=args.steps, epochs=1, verbose=args.verbose, callbacks=callbacks)
+    classifier.fit(train, steps_per_epoch=args.steps, epochs=1, verbose=args.verbose, callbacks=callbacks)
     if args.structured is not None:
         if not optimizer.frozen:
             raise RuntimeError("The structured mask was not hardened: --structured-steps exceeds the steps run.")
@@ -179,7 +173,6 @@ def run(args):
     metrics = tasks.evaluate(args.task, labels, predictions)
 
     result = {"task": args.task, "preset": str(args.init_model or args.preset), "mask": args.mask, "steps": args.steps,
-              "int8_aware": args.int8_aware,
               "learning_rate": args.learning_rate, "teacher": args.teacher,
               "validation_examples": int(len(labels)), "metrics": metrics}
     if mask is not None:

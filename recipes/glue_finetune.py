@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -59,6 +60,9 @@ def build_parser():
                    help="a fine-tuned .keras classifier of the same task to distil from (e.g. the dense model)")
     p.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the teacher term (default 0.5)")
     p.add_argument("--temperature", type=float, default=2.0, help="distillation temperature (default 2)")
+    p.add_argument("--teacher-layers", type=float, default=0.0, metavar="WEIGHT",
+                   help="with --teacher, also match the teacher's layer outputs (relative squared error, mean over "
+                        "layers, times WEIGHT; tf_rpp.distill.LayerDistiller); default 0: logits only")
     p.add_argument("--init-model", default=None,
                    help="start from this fine-tuned classifier (.keras) instead of --preset, e.g. to prune it")
     p.add_argument("--structured", type=float, default=None, metavar="FRACTION",
@@ -111,6 +115,9 @@ def _structured_steps(args):
 def run(args):
     spec = tasks.get(args.task)
     prune_steps = _structured_steps(args)
+    if args.teacher_layers < 0 or (args.teacher_layers > 0 and not args.teacher):
+        raise ValueError("--teacher-layers is a weight >= 0 and needs --teacher (the model whose layer outputs "
+                         f"to match); received {args.teacher_layers} with --teacher {args.teacher}.")
     os.makedirs(args.out, exist_ok=True)
     started = time.time()
     keras.utils.set_random_seed(args.seed)
@@ -127,6 +134,7 @@ def run(args):
             raise ValueError(f"The teacher has {logits.shape[-1]} outputs; {args.task} has {spec.num_classes} classes.")
         train = distill.with_teacher_logits(train, logits)
         loss = distill.DistillationLoss(args.distill_alpha, args.temperature)
+        teacher_backbone = teacher.backbone if args.teacher_layers > 0 else None
         del teacher
     train = train.shuffle(20_000, seed=args.seed).repeat().batch(args.batch_size, drop_remainder=True)
     dev = dev.batch(64)
@@ -154,12 +162,18 @@ def run(args):
         optimizer = tf_rpp.MaskedOptimizer(inner, mask)
     else:
         optimizer = inner
+    trained = classifier
+    if args.teacher_layers > 0:
+        # The distiller is a plain Keras model: it does not apply the classifier's preprocessor itself.
+        preprocessor = classifier.preprocessor
+        train = train.map(lambda x, y: (preprocessor(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        trained = distill.LayerDistiller(classifier, teacher_backbone, alpha=args.teacher_layers)
     # keras-hub's default metric reads y as labels; with a teacher y also carries logits.
-    classifier.compile(optimizer=optimizer, loss=loss, **({"metrics": []} if args.teacher else {}))
+    trained.compile(optimizer=optimizer, loss=loss, **({"metrics": []} if args.teacher else {}))
     what = (f"structured RPP to {args.structured:.0%} of heads and neurons" if args.structured is not None
             else "mask " + args.mask if mask else "dense")
     print(f"fine-tuning {args.task} for {args.steps} steps ({what})")
-    classifier.fit(train, steps_per_epoch=args.steps, epochs=1, verbose=args.verbose, callbacks=callbacks)
+    trained.fit(train, steps_per_epoch=args.steps, epochs=1, verbose=args.verbose, callbacks=callbacks)
     if args.structured is not None:
         if not optimizer.frozen:
             raise RuntimeError("The structured mask was not hardened: --structured-steps exceeds the steps run.")
@@ -173,7 +187,7 @@ def run(args):
     metrics = tasks.evaluate(args.task, labels, predictions)
 
     result = {"task": args.task, "preset": str(args.init_model or args.preset), "mask": args.mask, "steps": args.steps,
-              "learning_rate": args.learning_rate, "teacher": args.teacher,
+              "learning_rate": args.learning_rate, "teacher": args.teacher, "teacher_layers": args.teacher_layers,
               "validation_examples": int(len(labels)), "metrics": metrics}
     if mask is not None:
         after = tf_rpp.SparsityMask.from_model(classifier, prune=mask.keys)

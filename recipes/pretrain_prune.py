@@ -134,6 +134,8 @@ def run(args):
 def _run(args):
     if not 0 <= args.target_sparsity < 1:
         raise ValueError(f"--target-sparsity must be in [0, 1); received {args.target_sparsity}.")
+    if args.distill < 0:
+        raise ValueError(f"--distill must be >= 0 (0: the MLM objective alone); received {args.distill}.")
     if args.steps < 1 or args.steps_per_epoch < 1:
         raise ValueError("--steps and --steps-per-epoch must be >= 1.")
     os.makedirs(args.out, exist_ok=True)
@@ -195,7 +197,7 @@ def _run(args):
     trained = masked_lm
     if args.distill > 0:
         # The teacher is the preset as loaded: the backbone stayed frozen during the warm-up.
-        trained = tf_rpp.distill.MaskedLMDistiller(masked_lm, models.backbone(args.preset), alpha=args.distill)
+        trained = tf_rpp.distill.LayerDistiller(masked_lm, models.backbone(args.preset), alpha=args.distill)
         print(f"distilling the dense preset's layer outputs while pruning (weight {args.distill})")
     trained.compile(optimizer=optimizer, loss=loss, weighted_metrics=["accuracy"])
     epochs = math.ceil(args.steps / args.steps_per_epoch)

@@ -58,28 +58,32 @@ def _relative_errors(student_layers, teacher_layers, padding):
     return [float(np.sum(w * (s - t) ** 2) / np.sum(w * t ** 2)) for s, t in zip(student_layers, teacher_layers)]
 
 
-def test_masked_lm_distiller_adds_the_layerwise_relative_error():
+@pytest.mark.parametrize("kind", ["masked_lm", "classifier"])
+def test_layer_distiller_adds_the_layerwise_relative_error(kind):
     from tiny import mlm_arrays
     from tiny import tiny_backbone
+    from tiny import tiny_classifier
     from tiny import tiny_masked_lm
 
-    student = tiny_masked_lm(seed=3)
+    student = tiny_masked_lm(seed=3) if kind == "masked_lm" else tiny_classifier(seed=3)
     keras.utils.set_random_seed(4)
     teacher = tiny_backbone()
-    distiller = distill.MaskedLMDistiller(student, teacher, alpha=2.5)
+    distiller = distill.LayerDistiller(student, teacher, alpha=2.5)
     assert not teacher.trainable and distiller.built
     x, _, _ = mlm_arrays(n=8)
     x["padding_mask"][:, -5:] = 0  # padding positions must not count
-    logits = distiller(x, training=True)
-    np.testing.assert_allclose(logits, student(x, training=False), atol=1e-5)  # dropout is 0 in the tiny model
+    if kind == "classifier":
+        x.pop("mask_positions")
+    # The task's own output, through the distiller's head.
+    np.testing.assert_allclose(distiller(x, training=False), student(x, training=False), atol=1e-5)
+    assert not distiller.losses  # inference adds no term
+    distiller(x, training=True)
     features = {k: x[k] for k in ("token_ids", "segment_ids", "padding_mask")}
     s = [np.asarray(h, "float64") for h in distill.encoder_outputs(student.backbone)(features)]
     t = [np.asarray(h, "float64") for h in distill.encoder_outputs(teacher)(features)]
     expected = 2.5 * np.mean(_relative_errors(s, t, x["padding_mask"]))
     assert expected > 0.1
     np.testing.assert_allclose(float(sum(distiller.losses)), expected, rtol=1e-4)
-    distiller(x, training=False)
-    assert not distiller.losses  # inference adds no term
 
 
 def test_distilled_pruning_keeps_the_teachers_representations_closer():
@@ -103,7 +107,7 @@ def test_distilled_pruning_keeps_the_teachers_representations_closer():
         student = tiny_masked_lm(seed=6)
         student.backbone.set_weights(teacher.get_weights())
         optimizer = tf_rpp.RPPOptimizer(keras.optimizers.Adam(3e-3), l1_strength=1e-3)
-        trained = distill.MaskedLMDistiller(student, models.clone_backbone(teacher), alpha=alpha)
+        trained = distill.LayerDistiller(student, models.clone_backbone(teacher), alpha=alpha)
         compile_mlm(trained, optimizer)
         history = trained.fit(mlm_dataset(n=128, batch=16), epochs=10, verbose=0,
                               callbacks=[tf_rpp.RPPCallback(PolynomialDecay(0.0, 0.6, 0, 50, frequency=5))])
@@ -114,17 +118,19 @@ def test_distilled_pruning_keeps_the_teachers_representations_closer():
     assert errors[20.0] < 0.7 * errors[0.0], errors
 
 
-def test_masked_lm_distiller_checks_shapes_and_round_trips():
+def test_layer_distiller_checks_its_inputs_and_round_trips():
     from tiny import tiny_backbone
     from tiny import tiny_masked_lm
 
     with pytest.raises(ValueError, match="depth and hidden size"):
-        distill.MaskedLMDistiller(tiny_masked_lm(), tiny_backbone(hidden=8))
+        distill.LayerDistiller(tiny_masked_lm(), tiny_backbone(hidden=8))
     with pytest.raises(ValueError, match="alpha"):
-        distill.MaskedLMDistiller(tiny_masked_lm(), tiny_backbone(), alpha=-1)
+        distill.LayerDistiller(tiny_masked_lm(), tiny_backbone(), alpha=-1)
+    with pytest.raises(ValueError, match="neither"):
+        distill.LayerDistiller(tiny_backbone(), tiny_backbone())
     with pytest.raises(ValueError, match="transformer_layer"):
         distill.encoder_outputs(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
-    distiller = distill.MaskedLMDistiller(tiny_masked_lm(), tiny_backbone(), alpha=3.0)
+    distiller = distill.LayerDistiller(tiny_masked_lm(), tiny_backbone(), alpha=3.0)
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(distiller))
-    assert isinstance(restored, distill.MaskedLMDistiller) and restored.alpha == 3.0
+    assert isinstance(restored, distill.LayerDistiller) and restored.alpha == 3.0
     assert not restored.teacher.trainable

@@ -65,8 +65,8 @@ def dense_teacher(tmp_path_factory):
 def test_glue_finetune_distils_from_a_dense_teacher(pruned, dense_teacher, tmp_path):
     out, _ = pruned
     result = _finetune_and_check(out, tmp_path / "student", "--teacher", str(dense_teacher),
-                                 "--distill-alpha", "0.7")
-    assert result["teacher"] == str(dense_teacher)
+                                 "--distill-alpha", "0.7", "--teacher-layers", "10")
+    assert result["teacher"] == str(dense_teacher) and result["teacher_layers"] == 10.0
 
 
 def test_glue_finetune_structured_prunes_shrinks_and_exports(dense_teacher, tmp_path):
@@ -114,5 +114,9 @@ def test_recipes_reject_bad_arguments(tmp_path):
         pretrain_prune.run(pretrain_prune.build_parser().parse_args(["--out", str(tmp_path), "--target-sparsity", "1.0"]))
     with pytest.raises(ValueError, match="--structured is the fraction"):
         glue_finetune.run(glue_finetune.build_parser().parse_args(["--out", str(tmp_path), "--structured", "1.0"]))
+    with pytest.raises(ValueError, match="--teacher-layers is a weight"):
+        glue_finetune.run(glue_finetune.build_parser().parse_args(["--out", str(tmp_path), "--teacher-layers", "5"]))
+    with pytest.raises(ValueError, match="--distill must be >= 0"):
+        pretrain_prune.run(pretrain_prune.build_parser().parse_args(["--out", str(tmp_path), "--distill", "-1"]))
     with pytest.raises(ValueError, match="Unknown task"):
         glue_finetune.run(glue_finetune.build_parser().parse_args(["--out", str(tmp_path), "--task", "sst9"]))

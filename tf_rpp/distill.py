@@ -1,14 +1,15 @@
 """Knowledge distillation from the dense model, while pruning and while fine-tuning.
 
-Upstream, while the mask is learned: `MaskedLMDistiller` adds to the MLM loss
-the error between the pruned encoder's layer outputs and the dense
-pretrained one's, so the universal mask keeps the dense model's
-representations (Zafrir et al. 2021, "Prune Once for All").
+Layer outputs: `LayerDistiller` adds to a task's loss the error between the
+student's layer outputs and a frozen teacher's. Upstream, while the mask is
+learned on MLM with the dense pretrained backbone as teacher, the universal
+mask keeps the dense model's representations (Zafrir et al. 2021, "Prune Once
+for All"); downstream the teacher can be the dense fine-tuned classifier.
 
-    distiller = tf_rpp.distill.MaskedLMDistiller(masked_lm, dense_backbone, alpha=10.0)
+    distiller = tf_rpp.distill.LayerDistiller(masked_lm, dense_backbone, alpha=50.0)
     distiller.compile(optimizer=tf_rpp.RPPOptimizer(...), loss=...)
 
-Downstream, while a pruned model fine-tunes with its mask fixed: it recovers
+Logits, while a pruned model fine-tunes with its mask fixed: it recovers
 faster when it also matches the dense fine-tuned teacher's softened outputs
 (Hinton et al. 2015; Sanh et al. 2020 use it with movement pruning). The
 teacher's logits are computed once, before training, and travel with the
@@ -107,41 +108,51 @@ def encoder_outputs(backbone):
     hidden = features(inputs)  # a list, one [batch, length, hidden] tensor per layer
     ```
     """
+    layers = _layer_tensors(backbone)
+    return keras.Model(backbone.input, layers, name=f"{backbone.name}_layers")
+
+
+def _layer_tensors(backbone):
     names = [layer.name for layer in backbone.layers if layer.name.startswith("transformer_layer_")]
     if not names:
         raise ValueError(f"{backbone.name} has no `transformer_layer_*` layers; pass a keras-hub BERT backbone.")
-    return keras.Model(backbone.input, [backbone.get_layer(n).output for n in names], name=f"{backbone.name}_layers")
+    return [backbone.get_layer(n).output for n in names]
 
 
 @keras.saving.register_keras_serializable(package="tf_rpp")
-class MaskedLMDistiller(keras.Model):
-    """A masked LM that also matches a frozen teacher's hidden states while it is pruned.
+class LayerDistiller(keras.Model):
+    """A keras-hub BERT task model that also matches a frozen teacher's layer outputs.
 
-    Upstream distillation (Sanh et al. 2019; Zafrir et al. 2021, "Prune Once
-    for All"): the loss is the compiled MLM loss plus `alpha` times the mean
-    over transformer layers of the relative squared error between the
-    student's and the teacher's layer outputs at the non-padding positions
-    (`sum (s - t)^2 / sum t^2`, so every layer counts alike). The pruned encoder then keeps the dense model's
-    representations, not only its token predictions; the mask stays
-    task-agnostic (universal). The teacher (usually the dense pretrained
-    backbone) is frozen and runs in inference mode.
+    The loss is the compiled loss of the task (MLM, or classification, with
+    or without `DistillationLoss`) plus `alpha` times the mean over
+    transformer layers of the relative squared error between the student's
+    and the teacher's layer outputs at the non-padding positions
+    (`sum (s - t)^2 / sum t^2`, so every layer counts alike).
 
-    Calling the model returns the MLM logits, like `BertMaskedLM`; the
-    distillation term is added (`add_loss`) and logged as `distill_loss`
-    while training.
+    - While pruning on MLM (upstream; Sanh et al. 2019, Zafrir et al. 2021
+      "Prune Once for All"), with the dense pretrained backbone as teacher,
+      the pruned encoder keeps the dense model's representations, not only
+      its token predictions; the mask stays task-agnostic (universal).
+    - While fine-tuning a pruned classifier (downstream; Jiao et al. 2020,
+      TinyBERT), with the dense fine-tuned classifier's backbone as teacher.
+
+    Calling the model returns the task's logits; the distillation term is
+    added (`add_loss`) and logged as `distill_loss` while training. Feed it
+    preprocessed batches (the task's own preprocessor is not applied).
 
     Args:
-        masked_lm: the student, a `keras_hub.models.BertMaskedLM` (without
-            preprocessor; feed it preprocessed batches).
+        task: the student, a `keras_hub.models.BertMaskedLM` or
+            `BertTextClassifier` (or any task with a keras-hub BERT
+            `backbone` and the same heads).
         teacher: a keras-hub backbone with the same number of layers and
-            hidden size; made non-trainable.
-        alpha: weight of the distillation term (>= 0).
+            hidden size; made non-trainable and run in inference mode.
+        alpha: weight of the layer term (>= 0).
 
     Example:
 
     ```python
     student = tf_rpp.models.masked_lm("minilm", sequence_length=64)
-    distiller = MaskedLMDistiller(student, tf_rpp.models.backbone("minilm"), alpha=1.0)
+    distiller = LayerDistiller(student, tf_rpp.models.backbone("minilm"), alpha=50.0)
     distiller.compile(optimizer=tf_rpp.RPPOptimizer(keras.optimizers.AdamW(1e-4)),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     distiller.fit(preprocessed_batches, callbacks=[tf_rpp.RPPCallback(schedule)])
@@ -149,17 +160,24 @@ class MaskedLMDistiller(keras.Model):
     ```
     """
 
-    def __init__(self, masked_lm, teacher, alpha=1.0, **kwargs):
+    def __init__(self, task, teacher, alpha=1.0, **kwargs):
         super().__init__(**kwargs)
         if not float(alpha) >= 0.0:
             raise ValueError(f"`alpha` must be >= 0; received {alpha}.")
-        self.masked_lm = masked_lm
+        if not (hasattr(task, "masked_lm_head") or hasattr(task, "output_dense")):
+            raise ValueError(f"{task.name} is neither a BertMaskedLM nor a BertTextClassifier: it has no "
+                             "`masked_lm_head` or `output_dense` to put on the distilled backbone.")
+        self.task = task
         self.teacher = teacher
         self.alpha = float(alpha)
         teacher.trainable = False
-        self._student_layers = encoder_outputs(masked_lm.backbone)
+        backbone = task.backbone
+        # One graph over the backbone's own tensors, so the encoder runs once for both the head and the term.
+        layers = _layer_tensors(backbone)
+        self._student = keras.Model(backbone.input, {"layers": layers, **backbone.output},
+                                    name=f"{backbone.name}_distilled")
         self._teacher_layers = encoder_outputs(teacher)
-        student_shape = [tuple(t.shape[1:]) for t in self._student_layers.outputs]
+        student_shape = [tuple(t.shape[1:]) for t in layers]
         teacher_shape = [tuple(t.shape[1:]) for t in self._teacher_layers.outputs]
         if student_shape != teacher_shape:
             raise ValueError(f"Student and teacher layer outputs differ: {student_shape} vs {teacher_shape}; "
@@ -167,11 +185,18 @@ class MaskedLMDistiller(keras.Model):
         self.distill_tracker = keras.metrics.Mean(name="distill_loss")
         self.built = True  # its parts are built functional models; fit's callbacks need a built model
 
+    def _head(self, outputs, inputs, training):
+        if hasattr(self.task, "masked_lm_head"):
+            return self.task.masked_lm_head(outputs["sequence_output"], inputs["mask_positions"])
+        pooled = self.task.output_dropout(outputs["pooled_output"], training=training)
+        return self.task.output_dense(pooled)
+
     def call(self, inputs, training=False):
-        features = {name: inputs[name] for name in self.masked_lm.backbone.input}
-        student = self._student_layers(features, training=training)
-        logits = self.masked_lm.masked_lm_head(student[-1], inputs["mask_positions"])
+        features = {name: inputs[name] for name in self.task.backbone.input}
+        outputs = self._student(features, training=training)
+        logits = self._head(outputs, inputs, training)
         if training and self.alpha > 0:
+            student = outputs["layers"]
             teacher = self._teacher_layers(features, training=False)
             weights = ops.cast(features["padding_mask"], student[-1].dtype)[..., None]
             terms = []
@@ -185,13 +210,13 @@ class MaskedLMDistiller(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(masked_lm=keras.saving.serialize_keras_object(self.masked_lm),
+        config.update(task=keras.saving.serialize_keras_object(self.task),
                       teacher=keras.saving.serialize_keras_object(self.teacher), alpha=self.alpha)
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        masked_lm = keras.saving.deserialize_keras_object(config.pop("masked_lm"))
+        task = keras.saving.deserialize_keras_object(config.pop("task"))
         teacher = keras.saving.deserialize_keras_object(config.pop("teacher"))
-        return cls(masked_lm, teacher, **config)
+        return cls(task, teacher, **config)

@@ -165,8 +165,9 @@ def run(args):
     trained = classifier
     if args.teacher_layers > 0:
         # The distiller is a plain Keras model: it does not apply the classifier's preprocessor itself.
+        # x=: keras-hub reads a bare (premise, hypothesis) tuple as (x, y).
         preprocessor = classifier.preprocessor
-        train = train.map(lambda x, y: (preprocessor(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        train = train.map(lambda x, y: (preprocessor(x=x), y), num_parallel_calls=tf.data.AUTOTUNE)
         trained = distill.LayerDistiller(classifier, teacher_backbone, alpha=args.teacher_layers)
     # keras-hub's default metric reads y as labels; with a teacher y also carries logits.
     trained.compile(optimizer=optimizer, loss=loss, **({"metrics": []} if args.teacher else {}))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tf_rpp
+from tf_rpp import data
 from tf_rpp import models
 from recipes import glue_finetune
 from recipes import pretrain_prune
@@ -67,6 +68,26 @@ def test_glue_finetune_distils_from_a_dense_teacher(pruned, dense_teacher, tmp_p
     result = _finetune_and_check(out, tmp_path / "student", "--teacher", str(dense_teacher),
                                  "--distill-alpha", "0.7", "--teacher-layers", "10")
     assert result["teacher"] == str(dense_teacher) and result["teacher_layers"] == 10.0
+
+
+def test_layer_distillation_on_a_sentence_pair_task(pruned, tmp_path):
+    # Pairs are the case keras-hub's preprocessor could misread: a bare (premise, hypothesis) tuple as (x, y).
+    rte = tmp_path / "RTE"
+    rte.mkdir()
+    pairs = data.snli_examples("validation")[:96]
+    for name, rows in (("train.tsv", pairs[:64]), ("dev.tsv", pairs[64:])):
+        lines = ["index\tsentence1\tsentence2\tlabel"] + [
+            f"{i}\t{p}\t{h}\t{'entailment' if y == 0 else 'not_entailment'}" for i, (p, h, y) in enumerate(rows)]
+        (rte / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    common = ["--task", "glue/rte", "--tsv-dir", str(rte), "--steps", "2", "--batch-size", "8",
+              "--sequence-length", "32", "--verbose", "0"]
+    glue_finetune.run(glue_finetune.build_parser().parse_args([*common, "--out", str(tmp_path / "dense")]))
+    out, _ = pruned
+    result = glue_finetune.run(glue_finetune.build_parser().parse_args([
+        *common, "--out", str(tmp_path / "student"), "--preset", str(out / "preset"), "--mask", str(out / "mask.npz"),
+        "--teacher", str(tmp_path / "dense" / "model.keras"), "--teacher-layers", "10"]))
+    assert result["mask_held"] is True and result["validation_examples"] == 32
+    assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
 
 
 def test_glue_finetune_structured_prunes_shrinks_and_exports(dense_teacher, tmp_path):

@@ -13,9 +13,7 @@ An exploration, not an export mode: its results are written up in docs/tflite.md
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,9 +24,10 @@ import tensorflow as tf  # noqa: E402
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 import tf_rpp  # noqa: E402
-import tf_rpp_lite  # noqa: E402
 from tf_rpp import data  # noqa: E402
 from tf_rpp import export  # noqa: E402
+from int8_common import file_logits  # noqa: E402
+from int8_common import int8_converter  # noqa: E402
 from tflite_size_latency import latency_ms  # noqa: E402
 
 
@@ -40,33 +39,25 @@ def main(argv=None):
     args = p.parse_args(argv)
     model = tf_rpp.load_model(args.model, compile=False)
     train = [t for t, _ in data.examples("rt_polarity", "train")]
-    calibration = export.representative_inputs(train[:200], model.preprocessor.tokenizer, 128)
-    signature = [{n: tf.TensorSpec([1, 128], tf.int32, name=n) for n in export.INPUT_NAMES}]
-    saved = tempfile.mkdtemp()
-    model.export(saved, format="tf_saved_model", input_signature=signature, verbose=False)
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: iter(calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     denylist = [op for op in args.denylist.split(",") if op]
     started = time.time()
-    if denylist:
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=lambda: iter(calibration[:8]),
-            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=denylist))
-        content = debugger.get_nondebug_quantized_model()
-    else:
-        content = converter.convert()
-    shutil.rmtree(saved, ignore_errors=True)
+    with int8_converter(model, train[:200]) as converter:
+        if denylist:
+            calibration = list(converter.representative_dataset())
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=lambda: iter(calibration[:8]),
+                debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=denylist))
+            content = debugger.get_nondebug_quantized_model()
+        else:
+            content = converter.convert()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "wb") as f:
         f.write(content)
-    export.write_tokenizer(model.preprocessor.tokenizer, export.tokenizer_path(args.out), ["negative", "positive"])
+    tokenizer = model.preprocessor.tokenizer
+    export.write_tokenizer(tokenizer, export.tokenizer_path(args.out), ["negative", "positive"])
     dev = data.examples("rt_polarity", "validation")
     texts, labels = [t for t, _ in dev], np.asarray([y for _, y in dev])
-    runner = tf_rpp_lite.TFLiteClassifier(args.out, num_threads=2)
-    encoded, _ = runner.encode(texts)
-    accuracy = float(np.mean(runner.run(*encoded).argmax(-1) == labels))
+    accuracy = float(np.mean(file_logits(content, tokenizer, texts).argmax(-1) == labels))
     keras_accuracy = float(np.mean(np.argmax(model.predict(texts, verbose=0), -1) == labels))
     latency, runtime = latency_ms(args.out, texts[0], 1, 30)
     print(f"denylist {denylist or 'none'}: {len(content):,} B, converted in {time.time() - started:.0f} s; "

@@ -2,7 +2,7 @@
 
 Calibrates a fine-tuned classifier once (int8 activations, 200 real training sentences, 128 tokens,
 batch 1), then re-quantizes the calibrated model with one FULLY_CONNECTED layer at a time left in
-float and measures how far the logits move from the float model's on 200 *other* training
+float and measures how far the logits move from the Keras model's on 200 *other* training
 sentences (the probe). Keeping the k most sensitive layers in float, it then measures dev accuracy
 of each file on all `rt_polarity` dev sentences (dev data is never used to choose).
 
@@ -14,9 +14,7 @@ Writes `sensitivity.json` and `results.json` in --out.
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -29,24 +27,12 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 import tf_rpp  # noqa: E402
 from tf_rpp import data  # noqa: E402
-from tf_rpp import export  # noqa: E402
-
-
-def logits_of(content, inputs):
-    interpreter = tf.lite.Interpreter(model_content=content, num_threads=2)
-    interpreter.allocate_tensors()
-    details = {n: next(d for d in interpreter.get_input_details() if n in d["name"]) for n in export.INPUT_NAMES}
-    out = interpreter.get_output_details()[0]
-    rows = []
-    for x in inputs:
-        for n in export.INPUT_NAMES:
-            interpreter.set_tensor(details[n]["index"], x[n])
-        interpreter.invoke()
-        rows.append(interpreter.get_tensor(out["index"])[0].copy())
-    return np.stack(rows)
+from int8_common import file_logits  # noqa: E402
+from int8_common import int8_converter  # noqa: E402
 
 
 def fc_nodes(content):
+    """Output tensor names of the FULLY_CONNECTED ops: the node names `mlir_quantize` can deny."""
     interpreter = tf.lite.Interpreter(model_content=content)
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
     return [names[op["outputs"][0]] for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
@@ -62,35 +48,26 @@ def main(argv=None):
     model = tf_rpp.load_model(args.model, compile=False)
     tokenizer = model.preprocessor.tokenizer
     train = [t for t, _ in data.examples("rt_polarity", "train")]
-    calibration = export.representative_inputs(train[:200], tokenizer, 128)
-    probe = export.representative_inputs(train[200:400], tokenizer, 128)
-    signature = [{n: tf.TensorSpec([1, 128], tf.int32, name=n) for n in export.INPUT_NAMES}]
-    saved = tempfile.mkdtemp()
-    model.export(saved, format="tf_saved_model", input_signature=signature, verbose=False)
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-    float_content = converter.convert()
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: iter(calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    converter.experimental_mlir_quantizer = True
-    converter._experimental_calibrate_only = True
+    probe = train[200:400]
     started = time.time()
-    calibrated = converter.convert()
-    shutil.rmtree(saved, ignore_errors=True)
+    with int8_converter(model, train[:200]) as converter:
+        converter.experimental_mlir_quantizer = True
+        converter._experimental_calibrate_only = True
+        calibrated = converter.convert()
     print(f"calibrated in {time.time() - started:.0f} s")
 
     def quantize(denylist):
         return convert.mlir_quantize(calibrated, denylisted_nodes=list(denylist))
 
-    reference = logits_of(float_content, probe)
+    reference = model.predict(probe, verbose=0)
 
     def error(content):
-        got = logits_of(content, probe)
+        got = file_logits(content, tokenizer, probe)
         return float(np.mean((got - reference) ** 2)), float(np.mean(got.argmax(-1) == reference.argmax(-1)))
 
     base_error, base_agree = error(quantize([]))
     print(f"full integer: probe logit MSE {base_error:.4f}, agreement {base_agree:.3f}")
-    nodes = fc_nodes(calibrated)
+    nodes = fc_nodes(quantize([]))
     sensitivity = []
     for i, node in enumerate(nodes):
         mse, agree = error(quantize([node]))
@@ -102,13 +79,12 @@ def main(argv=None):
 
     dev = data.examples("rt_polarity", "validation")
     texts, labels = [t for t, _ in dev], np.asarray([y for _, y in dev])
-    dev_inputs = export.representative_inputs(texts, tokenizer, 128)
     keras_accuracy = float(np.mean(np.argmax(model.predict(texts, verbose=0), -1) == labels))
     results = {"keras_accuracy": keras_accuracy, "rows": []}
     for k in [int(k) for k in args.keep.split(",")]:
         denylist = [r["node"] for r in sensitivity[:k]]
         content = quantize(denylist)
-        accuracy = float(np.mean(logits_of(content, dev_inputs).argmax(-1) == labels))
+        accuracy = float(np.mean(file_logits(content, tokenizer, texts).argmax(-1) == labels))
         row = {"float_layers": k, "nodes": denylist, "bytes": len(content), "dev_accuracy": accuracy,
                "probe_mse": error(content)[0]}
         results["rows"].append(row)

@@ -128,15 +128,17 @@ def run(args):
         if spec.is_regression:
             raise ValueError(f"--teacher distils class probabilities; {args.task} is a regression task.")
         teacher = tf_rpp.load_model(args.teacher, compile=False)
-        print(f"computing the teacher's logits on the training set ({args.teacher})")
-        logits = teacher.predict(train.batch(64).map(lambda x, y: (x,)), verbose=0)
-        if logits.shape[-1] != spec.num_classes:
-            raise ValueError(f"The teacher has {logits.shape[-1]} outputs; {args.task} has {spec.num_classes} classes.")
-        train = distill.with_teacher_logits(train, logits)
+        print(f"computing the teacher's logits on the training examples the steps draw ({args.teacher})")
+        train = distill.teacher_stream(train, teacher, args.steps * args.batch_size, seed=args.seed)
+        if train.element_spec[1].shape[-1] != 1 + spec.num_classes:
+            raise ValueError(f"The teacher has {train.element_spec[1].shape[-1] - 1} outputs; {args.task} has "
+                             f"{spec.num_classes} classes.")
         loss = distill.DistillationLoss(args.distill_alpha, args.temperature)
         teacher_backbone = teacher.backbone if args.teacher_layers > 0 else None
         del teacher
-    train = train.shuffle(20_000, seed=args.seed).repeat().batch(args.batch_size, drop_remainder=True)
+    else:
+        train = train.shuffle(20_000, seed=args.seed).repeat()
+    train = train.batch(args.batch_size, drop_remainder=True)
     dev = dev.batch(64)
 
     if args.init_model:

@@ -196,8 +196,10 @@ def _run(args):
             0.0, args.target_sparsity, begin_step=0, end_step=end_step, frequency=args.frequency)
     trained = masked_lm
     if args.distill > 0:
-        # The teacher is the preset as loaded: the backbone stayed frozen during the warm-up.
-        trained = tf_rpp.distill.LayerDistiller(masked_lm, models.backbone(args.preset), alpha=args.distill)
+        # A copy of the backbone is the preset as loaded (frozen during the warm-up; on --resume the
+        # pruned weights come back only inside fit), so the preset is not read from disk twice.
+        teacher = models.clone_backbone(masked_lm.backbone)
+        trained = tf_rpp.distill.LayerDistiller(masked_lm, teacher, alpha=args.distill)
         print(f"distilling the dense preset's layer outputs while pruning (weight {args.distill})")
     trained.compile(optimizer=optimizer, loss=loss, weighted_metrics=["accuracy"])
     epochs = math.ceil(args.steps / args.steps_per_epoch)

@@ -40,6 +40,25 @@ def test_bad_arguments_and_mismatched_logits_are_refused():
         distill.with_teacher_logits(ds, np.zeros((2, 2)))
 
 
+@pytest.mark.parametrize("num_drawn", [12, 100])  # fewer than the 40 examples: only those; more: all, once
+def test_teacher_stream_pairs_each_drawn_example_with_its_teachers_logits(num_drawn):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype("float32")
+    labels = np.arange(40, dtype="int32")
+    teacher = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    ds = tf.data.Dataset.from_tensor_slices((x, labels))
+    stream = distill.teacher_stream(ds, teacher, num_drawn, seed=3, shuffle_buffer=16)
+    got_x, got_y = next(iter(stream.batch(num_drawn)))
+    np.testing.assert_allclose(got_y[:, 1:], teacher.predict(got_x, verbose=0), atol=1e-5)
+    np.testing.assert_array_equal(got_y[:, 0].numpy().astype(int), [
+        int(np.flatnonzero((x == row).all(axis=1))[0]) for row in got_x.numpy()])  # labels stay with their x
+    if num_drawn < 40:  # exactly the examples a teacher-less run draws, in its order
+        plain = next(iter(ds.shuffle(16, seed=3).repeat().batch(num_drawn)))
+        np.testing.assert_array_equal(got_x, plain[0])
+    else:
+        assert len(np.unique(got_y[:40, 0])) == 40  # every example, each once per pass
+
+
 def test_student_learns_the_teachers_function_and_loss_round_trips():
     teacher = tiny_classifier(seed=1)
     data = classification_dataset(n=128, batch=16).unbatch()

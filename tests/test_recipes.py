@@ -83,9 +83,11 @@ def test_layer_distillation_on_a_sentence_pair_task(pruned, tmp_path):
               "--sequence-length", "32", "--verbose", "0"]
     glue_finetune.run(glue_finetune.build_parser().parse_args([*common, "--out", str(tmp_path / "dense")]))
     out, _ = pruned
+    # 10 steps x 8 > 64 training pairs: the teacher's logits are computed over the whole set.
     result = glue_finetune.run(glue_finetune.build_parser().parse_args([
-        *common, "--out", str(tmp_path / "student"), "--preset", str(out / "preset"), "--mask", str(out / "mask.npz"),
-        "--teacher", str(tmp_path / "dense" / "model.keras"), "--teacher-layers", "10"]))
+        *common, "--steps", "10", "--out", str(tmp_path / "student"), "--preset", str(out / "preset"),
+        "--mask", str(out / "mask.npz"), "--teacher", str(tmp_path / "dense" / "model.keras"),
+        "--teacher-layers", "10"]))
     assert result["mask_held"] is True and result["validation_examples"] == 32
     assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
 

@@ -57,6 +57,8 @@ def test_teacher_stream_pairs_each_drawn_example_with_its_teachers_logits(num_dr
         np.testing.assert_array_equal(got_x, plain[0])
     else:
         assert len(np.unique(got_y[:40, 0])) == 40  # every example, each once per pass
+    with pytest.raises(ValueError, match="num_drawn"):
+        distill.teacher_stream(ds, teacher, 0)
 
 
 def test_student_learns_the_teachers_function_and_loss_round_trips():

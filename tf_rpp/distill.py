@@ -122,6 +122,9 @@ def teacher_stream(dataset, teacher, num_drawn, seed=0, shuffle_buffer=20_000):
     >>> y.shape  # label and 2 teacher logits
     TensorShape([4, 3])
     """
+    if int(num_drawn) < 1:
+        raise ValueError(f"`num_drawn` is the number of examples training reads (steps x batch size), >= 1; "
+                         f"received {num_drawn}.")
     size = int(dataset.cardinality())
     if 0 <= size <= num_drawn:
         logits = teacher.predict(dataset.batch(64).map(lambda x, y: (x,)), verbose=0)

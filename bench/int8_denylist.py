@@ -24,9 +24,9 @@ import tensorflow as tf  # noqa: E402
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 import tf_rpp  # noqa: E402
+import tf_rpp_lite  # noqa: E402
 from tf_rpp import data  # noqa: E402
 from tf_rpp import export  # noqa: E402
-from int8_common import file_logits  # noqa: E402
 from int8_common import int8_converter  # noqa: E402
 from tflite_size_latency import latency_ms  # noqa: E402
 
@@ -57,7 +57,8 @@ def main(argv=None):
     export.write_tokenizer(tokenizer, export.tokenizer_path(args.out), ["negative", "positive"])
     dev = data.examples("rt_polarity", "validation")
     texts, labels = [t for t, _ in dev], np.asarray([y for _, y in dev])
-    accuracy = float(np.mean(file_logits(content, tokenizer, texts).argmax(-1) == labels))
+    runner = tf_rpp_lite.TFLiteClassifier(args.out, num_threads=2)
+    accuracy = float(np.mean(runner.logits(texts).argmax(-1) == labels))
     keras_accuracy = float(np.mean(np.argmax(model.predict(texts, verbose=0), -1) == labels))
     latency, runtime = latency_ms(args.out, texts[0], 1, 30)
     print(f"denylist {denylist or 'none'}: {len(content):,} B, converted in {time.time() - started:.0f} s; "

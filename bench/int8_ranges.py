@@ -15,15 +15,14 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 import tf_rpp  # noqa: E402
 from tf_rpp import data  # noqa: E402
 from tf_rpp import distill  # noqa: E402
+from tf_rpp import export  # noqa: E402
 
 
 def main(argv=None):
@@ -35,9 +34,9 @@ def main(argv=None):
     model = tf_rpp.load_model(args.model, compile=False)
     tokenizer = model.preprocessor.tokenizer
     texts = [t for t, _ in data.examples("rt_polarity", "validation")][: args.sentences]
-    packer = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=args.sequence_length)
-    x = packer(tf.constant(texts))
-    ids, padding = x["token_ids"].numpy(), ~x["padding_mask"].numpy()
+    # Packed as the exported file's inputs are, one batch of all the sentences.
+    x = export.representative_inputs(texts, tokenizer, args.sequence_length, batch_size=len(texts))[0]
+    ids, padding = x["token_ids"], x["padding_mask"] == 0
     kinds = {"[CLS]": ids == tokenizer.token_to_id("[CLS]"), "[SEP]": ids == tokenizer.token_to_id("[SEP]")}
     kinds["words"] = ~(kinds["[CLS]"] | kinds["[SEP]"] | padding)
     kinds["padding"] = padding

@@ -11,6 +11,7 @@ from tf_rpp import data
 from tf_rpp import models
 from recipes import glue_finetune
 from recipes import pretrain_prune
+from test_data import write_tsv
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +77,8 @@ def test_layer_distillation_on_a_sentence_pair_task(pruned, tmp_path):
     rte.mkdir()
     pairs = data.snli_examples("validation")[:96]
     for name, rows in (("train.tsv", pairs[:64]), ("dev.tsv", pairs[64:])):
-        lines = ["index\tsentence1\tsentence2\tlabel"] + [
-            f"{i}\t{p}\t{h}\t{'entailment' if y == 0 else 'not_entailment'}" for i, (p, h, y) in enumerate(rows)]
-        (rte / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_tsv(rte / name, ["index", "sentence1", "sentence2", "label"],
+                  [[i, p, h, "entailment" if y == 0 else "not_entailment"] for i, (p, h, y) in enumerate(rows)])
     common = ["--task", "glue/rte", "--tsv-dir", str(rte), "--steps", "2", "--batch-size", "8",
               "--sequence-length", "32", "--verbose", "0"]
     glue_finetune.run(glue_finetune.build_parser().parse_args([*common, "--out", str(tmp_path / "dense")]))

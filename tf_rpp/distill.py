@@ -130,7 +130,7 @@ def teacher_stream(dataset, teacher, num_drawn, seed=0, shuffle_buffer=20_000):
         logits = teacher.predict(dataset.batch(64).map(lambda x, y: (x,)), verbose=0)
         return with_teacher_logits(dataset, logits).shuffle(shuffle_buffer, seed=seed).repeat()
     # Drawn into memory, in order: a second pass over a shuffled dataset need not repeat the first.
-    drawn = next(iter(dataset.shuffle(shuffle_buffer, seed=seed).repeat().batch(num_drawn).take(1)))
+    drawn = next(iter(dataset.shuffle(shuffle_buffer, seed=seed).repeat().batch(num_drawn)))
     drawn = tf.data.Dataset.from_tensor_slices(drawn)
     logits = teacher.predict(drawn.batch(64).map(lambda x, y: (x,)), verbose=0)
     return with_teacher_logits(drawn, logits).repeat()

@@ -28,9 +28,9 @@ from keras.src.utils import io_utils
 from tf_rpp import groups
 from tf_rpp.mask import SparsityMask
 from tf_rpp.optimizer import GroupRPPOptimizer
-from tf_rpp.optimizer import MaskedOptimizer
 from tf_rpp.optimizer import RPPOptimizer
 from tf_rpp.optimizer import _total_sparsity
+from tf_rpp.optimizer import unwrap
 
 # The smallest lambda the controller moves from: multiplicative steps cannot
 # leave 0, and a run started at l1_strength=0 with a schedule should still prune.
@@ -117,11 +117,12 @@ class RPPCallback(keras.callbacks.Callback):
 
     @property
     def optimizer(self):
-        optimizer = getattr(self.model, "optimizer", None)
-        if not isinstance(optimizer, MaskedOptimizer):
+        compiled = getattr(self.model, "optimizer", None)
+        optimizer = unwrap(compiled)  # inside Keras's LossScaleOptimizer under mixed_float16
+        if optimizer is None:
             raise ValueError(
                 "RPPCallback needs the model compiled with tf_rpp.RPPOptimizer (or "
-                f"tf_rpp.MaskedOptimizer for the magnitude baseline); it has {type(optimizer).__name__}."
+                f"tf_rpp.MaskedOptimizer for the magnitude baseline); it has {type(compiled).__name__}."
             )
         return optimizer
 

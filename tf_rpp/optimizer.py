@@ -38,16 +38,23 @@ def _prox_and_mask(weight, gamma, mask, step_size):
     return proximal.apply_mask(proximal.reweighted_l1_prox(weight, gamma, step_size), mask)
 
 
-def _exact_sparse_gradient(gradient, num_replicas):
+def _exact_sparse_gradient(gradient, densify):
     # Keras 3's Adam, AdamW and Adafactor update IndexedSlices gradients with
     # repeated indices wrongly (0.09 off the dense update after 3 steps in
     # tests/test_optimizer.py); BERT's token-embedding gradient always repeats
     # indices. Summing repeated rows fixes it, as tf.keras's OptimizerV2 did.
-    # A cross-replica all-reduce concatenates the replicas' slices and repeats
-    # indices again, so with several replicas the gradient goes dense instead.
+    # `densify` sums them into a dense gradient instead, which is needed where
+    # `tf.unique` is wrong or slow:
+    # - under a multi-replica strategy the all-reduce concatenates the
+    #   replicas' slices and repeats indices again;
+    # - inside an XLA-compiled step `tf.unique` lowers to a sort plus a
+    #   sequential loop with a dynamically sized result, and the step around
+    #   it compiles several times slower (MiniLM classifier, batch 32 x 64:
+    #   see bench/results/step_overhead.json). Keras's own sparse update is
+    #   dense work anyway (it decays every row's moments), so XLA loses nothing.
     if not isinstance(gradient, tf.IndexedSlices):
         return gradient
-    if num_replicas > 1:
+    if densify:
         return tf.convert_to_tensor(gradient)
     unique, positions = tf.unique(gradient.indices)
     values = tf.math.unsorted_segment_sum(gradient.values, positions, tf.shape(unique)[0])
@@ -131,6 +138,12 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
             )
         if isinstance(inner_optimizer, MaskedOptimizer):
             raise ValueError(f"Do not nest tf_rpp optimizers: the inner optimizer is already a {type(inner_optimizer).__name__}.")
+        if isinstance(inner_optimizer, keras.optimizers.LossScaleOptimizer):
+            raise ValueError(
+                "Put the LossScaleOptimizer outside: LossScaleOptimizer(MaskedOptimizer(AdamW(...))), "
+                "which is what model.compile does by itself under the 'mixed_float16' policy. Inside, "
+                "compile would wrap it a second time and the gradients would be unscaled twice."
+            )
         if inner_optimizer.gradient_accumulation_steps:
             raise ValueError(
                 "The inner optimizer uses `gradient_accumulation_steps`, which tf_rpp does not "
@@ -245,9 +258,12 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
         trainable_variables = list(trainable_variables)
         # lr_t of this step: read before the inner step advances its schedule.
         learning_rate = tf.cast(self.inner_optimizer.learning_rate, "float32")
-        replicas = self._distribution_strategy.num_replicas_in_sync
+        densify = (
+            self._distribution_strategy.num_replicas_in_sync > 1
+            or tf.__internal__.get_enclosing_xla_context() is not None
+        )
         grads = [
-            g if g is None else self._masked_gradient(_exact_sparse_gradient(g, replicas), v)
+            g if g is None else self._masked_gradient(_exact_sparse_gradient(g, densify), v)
             for g, v in zip(grads, trainable_variables)
         ]
         self.inner_optimizer.apply(grads, trainable_variables)
@@ -742,6 +758,25 @@ def _median_squared(norms):
     ordered = tf.sort(norms)
     median = ordered[(tf.size(ordered) - 1) // 2]
     return tf.where(median > 0, tf.square(median), 1.0)
+
+
+def unwrap(optimizer):
+    """The tf_rpp optimizer inside `optimizer`, or None.
+
+    Under the `"mixed_float16"` policy `model.compile` wraps the optimizer in a
+    `keras.optimizers.LossScaleOptimizer`; the pruning state lives in the
+    tf_rpp optimizer inside it.
+
+    Example:
+
+    >>> import keras
+    >>> inner = RPPOptimizer(keras.optimizers.AdamW(1e-4))
+    >>> unwrap(keras.optimizers.LossScaleOptimizer(inner)) is inner
+    True
+    """
+    while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    return optimizer if isinstance(optimizer, MaskedOptimizer) else None
 
 
 def _check_hyperparameters(strength, epsilon, reweight_every, names=("l1_strength", "epsilon")):

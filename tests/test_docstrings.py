@@ -9,7 +9,8 @@ import importlib
 import pytest
 
 MODULES = [
-    "tf_rpp.distill", "tf_rpp.files", "tf_rpp.mask", "tf_rpp.optimizer", "tf_rpp.proximal",
+    "tf_rpp.distill", "tf_rpp.files", "tf_rpp.mask", "tf_rpp.proximal", "tf_rpp.sparsity", "tf_rpp.controller",
+    "tf_rpp.optimizers.masked", "tf_rpp.optimizers.rpp", "tf_rpp.optimizers.gradients", "tf_rpp.optimizers.validation",
     "tf_rpp.selection", "tf_rpp.tasks", "tf_rpp.viz", "tf_rpp.groups", "tf_rpp.shrink", "tf_rpp_lite",
 ]
 

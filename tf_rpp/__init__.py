@@ -6,24 +6,24 @@
         tfmot.sparsity.keras.PolynomialDecay(0.0, 0.8, 0, 2000))])
     optimizer.get_mask().save("mask.npz")
 
-Modules: `proximal` (the math, pure functions), `selection` (which weights),
-`optimizer` (`RPPOptimizer`, `GroupRPPOptimizer`,
-`MaskedOptimizer`), `groups` (heads and neurons for structured pruning), `shrink`
-(a group-pruned model made physically smaller), `callback` (`RPPCallback`),
-`mask` (`SparsityMask`), `saving` (`load_model`), `distill` (matching the dense
-model while pruning and while fine-tuning), `export` (TFLite), `viz` (figures),
-`data`, `tasks`, `models` (packaged data, GLUE metrics, the embedded MiniLM).
+The whole flow as Python calls: `tf_rpp.pipeline.prune(PruneConfig(...))` and
+`tf_rpp.pipeline.finetune(FinetuneConfig(...))`; on the command line: `tf-rpp`.
+README.md's module table says where every piece lives.
 """
 
+from tf_rpp import controller
 from tf_rpp import distill
 from tf_rpp import groups
+from tf_rpp import hardening
+from tf_rpp import optimizers
 from tf_rpp import proximal
 from tf_rpp import selection
+from tf_rpp import sparsity
 from tf_rpp.callback import RPPCallback
 from tf_rpp.mask import SparsityMask
-from tf_rpp.optimizer import GroupRPPOptimizer
-from tf_rpp.optimizer import MaskedOptimizer
-from tf_rpp.optimizer import RPPOptimizer
+from tf_rpp.optimizers import GroupRPPOptimizer
+from tf_rpp.optimizers import MaskedOptimizer
+from tf_rpp.optimizers import RPPOptimizer
 from tf_rpp.saving import load_model
 from tf_rpp.selection import select_weights
 
@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 
 # Modules that pull in keras-hub, tfds or matplotlib load on first use, so
 # `import tf_rpp` stays light and `tf_rpp.export.export_tflite(...)` still works.
-_LAZY_MODULES = ("data", "export", "models", "shrink", "tasks", "viz")
+_LAZY_MODULES = ("cli", "data", "export", "models", "pipeline", "shrink", "tasks", "viz")
 
 
 def __getattr__(name):
@@ -47,10 +47,14 @@ __all__ = [
     "RPPCallback",
     "RPPOptimizer",
     "SparsityMask",
+    "controller",
     "distill",
     "groups",
+    "hardening",
     "load_model",
+    "optimizers",
     "proximal",
     "select_weights",
     "selection",
+    "sparsity",
 ]

@@ -1,47 +1,38 @@
 """`RPPCallback`: drives pruning from a tfmot `PruningSchedule`.
 
-The callback calls the schedule exactly as tfmot does
-(`should_prune, target = schedule(step)`) with `step` the number of optimizer
-steps taken so far. On pruning steps it steers the optimizer towards the target:
+The callback reads the schedule exactly as tfmot does
+(`should_prune, target = schedule(step)`, `step` = optimizer steps taken so
+far), asks the optimizer to act, and logs:
 
-- with `RPPOptimizer`, it adapts lambda (`l1_strength`) multiplicatively so the
-  exact-zero fraction tracks the target;
-- with `GroupRPPOptimizer`, the target is the fraction of groups (heads,
-  neurons) removed; it plans each kind's group lambda so the proximal steps
-  erase the weakest groups up to the next target;
-- with a plain `MaskedOptimizer` (the NIP baseline), it sets the mask to the
-  largest-magnitude weights at the target, as tfmot's `prune_low_magnitude`.
+- on the schedule's pruning steps it asks the optimizer to steer towards the
+  target (`optimizer.steer`, rules in `tf_rpp.controller`: lambda for
+  `RPPOptimizer`, planned group lambdas for `GroupRPPOptimizer`, the
+  magnitude mask for the `MaskedOptimizer` baseline);
+- once `step >= end_step` it hardens the pattern to exactly the final target
+  and freezes the mask (`tf_rpp.hardening`); from then on the optimizer only
+  enforces it;
+- it logs sparsity and the optimizer's `pruning_logs()` to the progress bar,
+  `History` and TensorBoard, and stops at once on a NaN or infinite loss.
 
-Once `step >= end_step` it hardens the pattern to exactly the final target
-(smallest magnitudes pruned, globally or per layer) and freezes the mask; from
-then on the optimizer only enforces it. All the state it steers lives in the
-optimizer's variables, so a run resumed by `BackupAndRestore` continues exactly.
+All the state it steers lives in the optimizer's variables, so a run resumed by
+`BackupAndRestore` continues exactly.
 """
 
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras.src.utils import io_utils
 
-from tf_rpp import groups
-from tf_rpp.mask import SparsityMask
-from tf_rpp.optimizer import GroupRPPOptimizer
-from tf_rpp.optimizer import RPPOptimizer
-from tf_rpp.optimizer import _total_sparsity
-from tf_rpp.optimizer import unwrap
-
-# The smallest lambda the controller moves from: multiplicative steps cannot
-# leave 0, and a run started at l1_strength=0 with a schedule should still prune.
-_MIN_L1_STRENGTH = 1e-6
+from tf_rpp import controller
+from tf_rpp import hardening
+from tf_rpp import sparsity as sparsity_lib
+from tf_rpp.optimizers import unwrap
 
 
 def _pruning_schedule_class():
-    try:
-        from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule
-    except ImportError:  # pragma: no cover - tfmot is a hard dependency
-        return None
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_schedule
+
     return pruning_schedule.PruningSchedule
 
 
@@ -100,12 +91,11 @@ class RPPCallback(keras.callbacks.Callback):
             )
         if scope not in ("global", "per_layer"):
             raise ValueError(f"`scope` must be 'global' or 'per_layer'; received {scope!r}.")
-        if not (isinstance(adapt_rate, (int, float)) and math.isfinite(adapt_rate) and adapt_rate > 0):
-            raise ValueError(f"`adapt_rate` must be a positive number; received {adapt_rate!r}. Try 8.0.")
         if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
             raise ValueError(f"`log_every` must be an integer >= 1; received {log_every!r}.")
         self.schedule = schedule
         self.scope = scope
+        self.controller = controller.LambdaController(adapt_rate)
         self.adapt_rate = float(adapt_rate)
         self.log_every = log_every
         self.log_dir = log_dir
@@ -150,70 +140,26 @@ class RPPCallback(keras.callbacks.Callback):
         target = _check_target(target, step)
         if self.end_step is not None and step >= self.end_step:
             self._harden(optimizer, step, target)
-            return
-        if not bool(should_prune):
-            return
-        if isinstance(optimizer, GroupRPPOptimizer):
-            self._plan_group_strengths(optimizer, step)
-        elif isinstance(optimizer, RPPOptimizer):
-            sparsity = optimizer.sparsity()
-            factor = self._controller_factor(sparsity, target, optimizer.controller_variable.numpy())
-            optimizer.controller_variable.assign([sparsity, target])
-            optimizer.l1_strength = max(optimizer.l1_strength, _MIN_L1_STRENGTH) * factor
-        else:
-            optimizer.set_mask(SparsityMask.from_magnitudes(optimizer.weights_by_key(), target, self.scope))
-        self._measure(step, target)
+        elif bool(should_prune):
+            optimizer.steer(self._steering(optimizer, step, target))
+            self._measure(step, target)
 
-    def _plan_group_strengths(self, optimizer, step):
-        # Groups shrink together (each loses ~lr*lambda*s*gamma of norm a step,
-        # so its squared norm drops ~2*lr*lambda*s a step), and a kind's norms
-        # are close to each other, so they all vanish within a few steps: a
-        # feedback controller that waits to see removed groups overshoots
-        # (measured on MiniLM: 89% of heads gone at a 39% target). So lambda is
-        # planned ahead: the squared norm the next `frequency` steps erase,
-        # given their learning rates (warm-up included), is the next target's
-        # quantile, so the weakest groups go first; gradients that hold a group
-        # up keep it, and the hardening at end_step settles the exact count.
+    def _steering(self, optimizer, step, target):
+        # The next pruning step's target and the learning rates until then let
+        # structured RPP plan its lambdas ahead (tf_rpp.controller).
         horizon = int(getattr(self.schedule, "frequency", 100) or 100)
         next_target = _check_target(self.schedule(tf.constant(step + horizon, tf.int64))[1], step + horizon)
-        rate_mass = _learning_rate_mass(optimizer.inner_optimizer, step, horizon)
-        if rate_mass <= 0:
-            return
-        sizes = {gs.kind: gs.weights_per_group for gs in optimizer.group_sets}
-        for kind, norms in optimizer.group_norms().items():
-            scale = optimizer.group_scale(kind)
-            if scale <= 0:
-                continue
-            erase = float(np.quantile(np.square(norms), next_target)) / (2.0 * rate_mass)
-            # A removed group must stay removed: Adam-type steps regrow a zero
-            # group by about lr*sqrt(size) a step; its threshold, lr*lambda*s
-            # / group_epsilon, is kept twice that (as l1_strength = 2*epsilon
-            # does for single weights).
-            hold = 2.0 * optimizer.group_epsilon * math.sqrt(sizes[kind])
-            optimizer.set_group_strength(kind, max(erase, hold) / scale)
-
-    def _controller_factor(self, sparsity, target, last):
-        factor = math.exp(self.adapt_rate * (target - sparsity))
-        factor = min(max(factor, 0.5), 2.0)
-        last_sparsity, last_target = (float(v) for v in last)
-        if factor > 1 and last_sparsity >= 0 and sparsity - last_sparsity > target - last_target:
-            factor = 1.0  # already catching up: more lambda overshoots (measured on MiniLM)
-        return factor
+        return controller.Steering(
+            step=step, target=target, next_target=next_target,
+            learning_rate_mass=controller.learning_rate_mass(optimizer.inner_optimizer, step, horizon),
+            scope=self.scope, controller=self.controller,
+        )
 
     def _harden(self, optimizer, step, target):
-        metadata = dict(
-            step=step, schedule=type(self.schedule).__name__ if self.schedule is not None else None,
-            optimizer=type(optimizer).__name__,
-        )
-        if isinstance(optimizer, GroupRPPOptimizer):
-            # Target = fraction of groups removed, each kind ranked across layers.
-            mask = groups.structured_mask(
-                optimizer.weights_by_key(), optimizer.group_sets, target,
-                keep_zeros=optimizer.initial_l1_strength > 0, **metadata,
-            )
-        else:
-            mask = SparsityMask.from_magnitudes(optimizer.weights_by_key(), target, self.scope, **metadata)
-        optimizer.set_mask(mask, freeze=True)
+        hardening.harden(optimizer, target, self.scope, metadata=dict(
+            step=step, optimizer=type(optimizer).__name__,
+            schedule=type(self.schedule).__name__ if self.schedule is not None else None,
+        ))
         self._measure(step, target)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -226,9 +172,7 @@ class RPPCallback(keras.callbacks.Callback):
         if optimizer.frozen:
             self._measure(step, self._last.get("target_sparsity"))
         elif self.schedule is None:
-            # The paper's mode: the exact zeros are the pattern.
-            mask = SparsityMask({k: w != 0 for k, w in optimizer.weights_by_key().items()})
-            optimizer.set_mask(mask, freeze=True)
+            hardening.freeze_zeros(optimizer)  # the paper's mode: the exact zeros are the pattern
             self._measure(step, None)
         elif self.end_step is None:
             # A schedule that prunes forever: harden at the last target.
@@ -246,36 +190,21 @@ class RPPCallback(keras.callbacks.Callback):
     def _measure(self, step, target):
         optimizer = self.optimizer
         counts = optimizer.zero_counts()
-        layers = {key: zeros / max(size, 1) for key, (zeros, size) in counts.items()}
-        total = _total_sparsity(counts)
+        total = sparsity_lib.total_sparsity(counts)
         self._last["sparsity"] = total
         if target is not None:
             self._last["target_sparsity"] = float(target)
-        if isinstance(optimizer, GroupRPPOptimizer):
-            for kind, fraction in optimizer.removed_groups().items():
-                self._last[f"{kind}_removed"] = fraction
-                self._last[f"{kind}_strength"] = optimizer.group_strength(kind)
-        elif isinstance(optimizer, RPPOptimizer):
-            self._last["l1_strength"] = optimizer.l1_strength
+        pruning_logs = optimizer.pruning_logs()
+        self._last.update(pruning_logs)
         if self._writer is not None:
             with self._writer.as_default(step=step):
                 tf.summary.scalar("sparsity/total", total)
-                for key, value in layers.items():
+                for key, value in sparsity_lib.layer_sparsity(counts).items():
                     tf.summary.scalar(f"sparsity/{key}", value)
                 if target is not None:
                     tf.summary.scalar("target_sparsity", float(target))
-                for name in self._last:
-                    if name.endswith(("_removed", "_strength")):  # l1_strength too
-                        tf.summary.scalar(name, self._last[name])
-
-
-def _learning_rate_mass(optimizer, step, horizon):
-    """The sum of the learning rates of the next `horizon` steps."""
-    # Keras keeps a schedule (or the fixed rate) in `_learning_rate`.
-    schedule = getattr(optimizer, "_learning_rate", None)
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-        return float(sum(keras.ops.convert_to_numpy(schedule(step + i)) for i in range(horizon)))
-    return horizon * float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+                for name, value in pruning_logs.items():
+                    tf.summary.scalar(name, value)
 
 
 def _check_finite_loss(logs, step):

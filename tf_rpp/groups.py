@@ -95,7 +95,7 @@ def bert_groups(model_or_variables, kinds=KINDS):
 
     Example: see the module docstring.
     """
-    kinds = _check_kinds(kinds)
+    kinds = check_kinds(kinds)
     variables = (
         list(model_or_variables.weights)
         if isinstance(model_or_variables, keras.Layer)
@@ -128,7 +128,14 @@ def bert_groups(model_or_variables, kinds=KINDS):
     return sets
 
 
-def _check_kinds(kinds):
+def check_kinds(kinds):
+    """`kinds` as a validated tuple (a subset of `KINDS`).
+
+    Example:
+
+    >>> check_kinds("heads")
+    ('heads',)
+    """
     if isinstance(kinds, str):
         kinds = (kinds,)
     kinds = tuple(kinds)

@@ -17,7 +17,6 @@ classifier = tf_rpp.models.classifier(masked_lm.backbone, "minilm", num_classes=
 import importlib.util
 import os
 
-import keras
 import keras_hub
 
 DEFAULT_PRESET = "minilm"
@@ -80,8 +79,3 @@ def clone_backbone(backbone_model):
     copy = backbone_model.__class__.from_config(backbone_model.get_config())
     copy.set_weights(backbone_model.get_weights())
     return copy
-
-
-def count_parameters(model):
-    """Number of weights of a Keras model."""
-    return int(sum(keras.ops.size(w) for w in model.weights))

@@ -172,16 +172,18 @@ def scale_groups(tensor, factors, axis):
     return ops.multiply(tensor, ops.cast(ops.reshape(factors, shape), tensor.dtype))
 
 
-def group_reweighted_prox(members, gamma, step_size):
+def group_reweighted_prox(members, gamma, step_size, norms=None):
     """One group RPP step: `w_g <- w_g * max(0, 1 - step_size * gamma_g / ||w_g||)`.
 
     With `step_size = learning_rate * lambda` and `gamma = reweight(norms, epsilon)`
-    this is the reweighted group-lasso step of structured RPP.
+    this is the reweighted group-lasso step of structured RPP
+    (`tf_rpp.GroupRPPOptimizer` runs it after every inner step).
 
     Args:
         members: a list of `(tensor, axis)` as in `group_norms`.
         gamma: the per-group reweighting, one value per group.
         step_size: a non-negative scalar.
+        norms: `group_norms(members)`, when the caller has them already.
 
     Returns:
         The list of new member tensors, in order.
@@ -195,5 +197,7 @@ def group_reweighted_prox(members, gamma, step_size):
     [array([[2.7, 0. ]], dtype=float32), array([[3.6],
            [0. ]], dtype=float32)]
     """
-    factors = group_shrink_factors(group_norms(members), ops.multiply(step_size, gamma))
+    if norms is None:
+        norms = group_norms(members)
+    factors = group_shrink_factors(norms, ops.multiply(step_size, gamma))
     return [scale_groups(tensor, factors, axis) for tensor, axis in members]

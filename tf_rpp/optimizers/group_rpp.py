@@ -1,0 +1,254 @@
+"""`GroupRPPOptimizer`: structured RPP over attention heads and feed-forward neurons."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_rpp import controller
+from tf_rpp import groups
+from tf_rpp import proximal
+from tf_rpp import selection
+from tf_rpp.optimizers.masked import MaskedOptimizer
+from tf_rpp.optimizers.rpp import ReweightedL1
+from tf_rpp.optimizers.validation import check_epsilon
+from tf_rpp.optimizers.validation import check_strength
+
+
+def _tf_variable(variable):
+    return variable.value if isinstance(variable, keras.Variable) else variable
+
+
+@keras.saving.register_keras_serializable(package="tf_rpp")
+class GroupRPPOptimizer(MaskedOptimizer):
+    """Structured RPP: reweighted proximal pruning of whole heads and neurons.
+
+    Every step, after the inner optimizer's update, each group `g` (an
+    attention head or a feed-forward neuron, see `tf_rpp.groups`) is shrunk as
+    a whole:
+
+        w_g <- w_g * max(0, 1 - lr_t * lambda_k * gamma_g / ||w_g||_2)
+        gamma_g = 1 / (||w_g||_2 + group_epsilon)
+
+    so groups whose norm falls below their threshold become exactly zero
+    together. The group norms are computed on every step anyway, so the
+    reweighting `gamma_g` is refreshed on every step at no cost. `lambda_k` is
+    one per kind (heads, neurons): `group_strength * s_k`, where `s_k` is the
+    median squared group norm of that kind at the first step. Heads hold ~100x
+    more weights than neurons, so one raw lambda could not fit both; with this
+    scaling `lr * group_strength` is roughly the fraction of its norm a median
+    group loses per step.
+
+    `RPPCallback` sets `group_strength` per kind on every pruning step so that
+    the groups the proximal steps will have zeroed by the next pruning step
+    are the schedule's next target (norms shrink by about `lr * lambda * gamma`
+    a step, so the weakest groups go first, unless their gradients hold them
+    up), then hardens and freezes the mask at the schedule's end.
+
+    With `l1_strength > 0` the unstructured step of `RPPOptimizer`
+    (`tf_rpp.optimizers.rpp.ReweightedL1`) runs as well, after the group step,
+    at a fixed lambda, on the same kernels (both modes combined).
+
+    Args:
+        inner_optimizer: the `keras.optimizers.Optimizer` that takes the steps.
+        group_strength: the initial, scale-free group lambda (see above).
+        kinds: which groups, a subset of `("heads", "neurons")`.
+        group_epsilon: bounds a zero group's reweighting at `1 / group_epsilon`.
+        l1_strength: unstructured lambda; 0 (the default) turns it off.
+        epsilon, reweight_every: the unstructured mode's, as in `RPPOptimizer`.
+        prune, include_embeddings, mask_gradients: as in `RPPOptimizer`.
+        name: the optimizer's name.
+
+    The pruned weights are the BERT encoder kernels (`RPPOptimizer`'s default),
+    so masks and fine-tuning work exactly as in the unstructured case.
+
+    Example:
+
+    ```python
+    optimizer = tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(1e-4))
+    classifier.compile(optimizer=optimizer, loss=..., metrics=["accuracy"])
+    classifier.fit(ds, callbacks=[tf_rpp.RPPCallback(
+        tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, 0, 400, frequency=10))])
+    shrunk = tf_rpp.shrink.shrink_classifier(classifier)  # fewer heads and neurons
+    ```
+    """
+
+    def __init__(
+        self,
+        inner_optimizer,
+        group_strength=1.0,
+        kinds=("heads", "neurons"),
+        group_epsilon=1e-3,
+        l1_strength=0.0,
+        epsilon=1e-3,
+        reweight_every=100,
+        prune=None,
+        include_embeddings=False,
+        mask_gradients="auto",
+        name=None,
+        **kwargs,
+    ):
+        group_strength = check_strength(group_strength, "group_strength")
+        group_epsilon = check_epsilon(group_epsilon, "group_epsilon")
+        kinds = groups.check_kinds(kinds)
+        l1 = ReweightedL1(l1_strength, epsilon, reweight_every)
+        super().__init__(
+            inner_optimizer, prune=prune, include_embeddings=include_embeddings,
+            mask_gradients=mask_gradients, name=name, **kwargs,
+        )
+        self.kinds = kinds
+        self.initial_group_strength = group_strength
+        self.group_epsilon = group_epsilon
+        # Composition: the unstructured step runs only when asked for.
+        self.l1 = l1 if l1.initial_l1_strength > 0 else None
+        self._l1_config = l1.get_config()
+        self._group_sets = []
+
+    def _build_pruning_state(self, variables):
+        if self.l1 is not None:
+            self.l1.build(self)
+        self._group_sets = groups.bert_groups(variables, self.kinds)
+        by_key = {selection.weight_key(v): v for v in variables}
+        self._group_members = [[(by_key[key], axis) for key, axis in gs.members] for gs in self._group_sets]
+        n = len(self.kinds)
+        self.group_strength_variable = self.add_variable(
+            shape=(n,), dtype="float32", name="group_strength",
+            initializer=keras.initializers.Constant(self.initial_group_strength),
+        )
+        # Each kind's median squared group norm, set on the first step (0 = not yet).
+        self.group_scale_variable = self.add_variable(
+            shape=(n,), dtype="float32", name="group_scale", initializer="zeros",
+        )
+
+    @property
+    def group_sets(self):
+        """The `tf_rpp.groups.GroupSet`s this optimizer prunes (after `build`)."""
+        return list(self._group_sets)
+
+    def group_strength(self, kind):
+        """The current scale-free lambda of `kind` (a Python float)."""
+        if not self.built:
+            return self.initial_group_strength
+        return float(self.group_strength_variable.numpy()[self.kinds.index(kind)])
+
+    def set_group_strength(self, kind, value):
+        """Sets the scale-free lambda of `kind` (`"heads"` or `"neurons"`)."""
+        value = check_strength(value, "group_strength")
+        self._require_built("set_group_strength()")
+        values = self.group_strength_variable.numpy()
+        values[self.kinds.index(kind)] = value
+        self.group_strength_variable.assign(values)
+
+    def group_scale(self, kind):
+        """`s_k`: the median squared group norm of `kind` at the first step (0 before it)."""
+        self._require_built("group_scale()")
+        return float(self.group_scale_variable.numpy()[self.kinds.index(kind)])
+
+    def group_norms(self):
+        """Per kind, the L2 norms of all its groups (layer by layer), as one NumPy vector."""
+        self._require_built("group_norms()")
+        weights = self.weights_by_key()
+        norms = {}
+        for gs in self._group_sets:
+            norms.setdefault(gs.kind, []).append(groups.group_norms(weights, gs))
+        return {kind: np.concatenate(parts) for kind, parts in norms.items()}
+
+    def removed_groups(self):
+        """Per kind, the fraction of groups that are exactly zero now.
+
+        Example:
+
+        ```python
+        optimizer.removed_groups()  # {'heads': 0.25, 'neurons': 0.5}
+        ```
+        """
+        self._require_built("removed_groups()")
+        return groups.removed_fraction(self.weights_by_key(), self._group_sets)
+
+    def _after_inner_step(self, learning_rate):
+        active = tf.logical_not(tf.convert_to_tensor(self.frozen_variable))
+        epsilon = self.group_epsilon
+        kinds = [self.kinds.index(gs.kind) for gs in self._group_sets]
+        plan = [[(_tf_variable(v), axis) for v, axis in members] for members in self._group_members]
+        scale_variable = _tf_variable(self.group_scale_variable)
+        strengths = tf.convert_to_tensor(self.group_strength_variable)
+
+        def shrink_all(distribution, plan, scale_variable, strengths, active, learning_rate):
+            # A group spans several variables, so its norm is read across them
+            # (in cross-replica context, where mirrored copies agree) before
+            # every copy gets the same new values. Step scalars arrive per
+            # replica (all equal), so one replica's copy is used.
+            strengths, active, learning_rate = (
+                distribution.experimental_local_results(x)[0] for x in (strengths, active, learning_rate)
+            )
+            members = [[(tf.convert_to_tensor(v), axis) for v, axis in group] for group in plan]
+            norms = [proximal.group_norms(group) for group in members]
+            scales = tf.convert_to_tensor(scale_variable)
+            medians = tf.stack([
+                _median_squared(tf.concat([n for n, k in zip(norms, kinds) if k == kind], 0))
+                for kind in range(len(self.kinds))
+            ])
+            scales = tf.where(scales > 0, scales, medians)
+            distribution.extended.update(scale_variable, lambda s, value: s.assign(value), args=(scales,), group=False)
+            step_sizes = tf.where(active, learning_rate * strengths * scales, 0.0)
+            for group, tensors, kind, group_norm in zip(plan, members, kinds, norms):
+                gamma = proximal.reweight(group_norm, epsilon)
+                shrunk = proximal.group_reweighted_prox(tensors, gamma, step_sizes[kind], norms=group_norm)
+                for (variable, _), value in zip(group, shrunk):
+                    distribution.extended.update(variable, lambda v, new: v.assign(new), args=(value,), group=False)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            shrink_all, self._distribution_strategy, plan, scale_variable, strengths, active, learning_rate,
+        )
+        if self.l1 is not None:
+            self.l1.apply(self, learning_rate)  # also applies the mask
+        else:
+            self._enforce_mask()
+
+    def steer(self, steering):
+        """Plans each kind's group lambda towards `steering.next_target` (`tf_rpp.controller`).
+
+        Example:
+
+        ```python
+        optimizer.steer(tf_rpp.controller.Steering(step=100, target=0.2, next_target=0.25,
+                                                   learning_rate_mass=1e-3))
+        ```
+        """
+        if steering.learning_rate_mass <= 0:
+            return
+        sizes = {gs.kind: gs.weights_per_group for gs in self._group_sets}
+        for kind, norms in self.group_norms().items():
+            scale = self.group_scale(kind)
+            if scale <= 0:
+                continue
+            self.set_group_strength(kind, controller.planned_group_strength(
+                norms, steering.next_target, steering.learning_rate_mass, scale, self.group_epsilon, sizes[kind]))
+
+    def final_mask(self, target, scope="global", **metadata):
+        """Removes the `target` fraction of each kind's groups, ranked across layers (`scope` unused)."""
+        return groups.structured_mask(
+            self.weights_by_key(), self._group_sets, target, keep_zeros=self.l1 is not None, **metadata)
+
+    def pruning_logs(self):
+        """`heads_removed`, `neurons_removed` (fractions) and each kind's `*_strength`."""
+        logs = {}
+        for kind, fraction in self.removed_groups().items():
+            logs[f"{kind}_removed"] = fraction
+            logs[f"{kind}_strength"] = self.group_strength(kind)
+        return logs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            group_strength=self.initial_group_strength,
+            kinds=list(self.kinds),
+            group_epsilon=self.group_epsilon,
+            **self._l1_config,
+        )
+        return config
+
+
+def _median_squared(norms):
+    ordered = tf.sort(norms)
+    median = ordered[(tf.size(ordered) - 1) // 2]
+    return tf.where(median > 0, tf.square(median), 1.0)

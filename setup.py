@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["tf_rpp", "tf_rpp.*", "tf_rpp_lite"]),
-    entry_points={"console_scripts": ["tf-rpp-classify=tf_rpp_lite:main"]},
+    entry_points={"console_scripts": ["tf-rpp=tf_rpp.cli:main", "tf-rpp-classify=tf_rpp_lite.cli:main"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",

@@ -14,18 +14,15 @@ Writes `sensitivity.json` and `results.json` in --out.
 import argparse
 import json
 import os
-import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_rpp  # noqa: E402  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow.lite.python import convert  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
-import tf_rpp  # noqa: E402
 from tf_rpp import data  # noqa: E402
 from int8_common import file_logits  # noqa: E402
 from int8_common import int8_converter  # noqa: E402

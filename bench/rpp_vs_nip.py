@@ -21,20 +21,19 @@ Writes `<out>/<run>/...` (recipe outputs), `bench/results/rpp_vs_nip.json` and `
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_rpp  # noqa: E402  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
 
 import keras  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
-from recipes import glue_finetune  # noqa: E402
-from recipes import pretrain_prune  # noqa: E402
+from tf_rpp import pipeline  # noqa: E402
 from tf_rpp import viz  # noqa: E402
 from tf_rpp.files import atomic_write  # noqa: E402
 
@@ -88,11 +87,10 @@ def _prune(args, method, sparsity, run_dir, warm_dir):
         for name in ("warmup.weights.h5", "report.json"):
             shutil.copy(os.path.join(warm_dir, name), os.path.join(run_dir, name))
     keras.backend.clear_session()
-    return pretrain_prune.run(pretrain_prune.build_parser().parse_args([
-        "--out", run_dir, "--method", "magnitude" if method in ("nip", "dense") else "rpp",
-        "--target-sparsity", str(sparsity), "--steps", str(args.prune_steps),
-        "--warmup-steps", str(args.warmup_steps), "--sequence-length", str(args.sequence_length),
-        "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--verbose", "2", "--resume"]))
+    return pipeline.prune(
+        out=run_dir, method="magnitude" if method in ("nip", "dense") else "rpp", target_sparsity=sparsity,
+        steps=args.prune_steps, warmup_steps=args.warmup_steps, sequence_length=args.sequence_length,
+        batch_size=args.batch_size, seed=args.seed, verbose=2, resume=True).to_dict()
 
 
 def _finetune(args, task, out, preset=None, mask=None, keep_model=False):
@@ -101,16 +99,13 @@ def _finetune(args, task, out, preset=None, mask=None, keep_model=False):
         with open(results_path, encoding="utf-8") as f:
             return json.load(f)
     keras.backend.clear_session()
-    argv = ["--task", task, "--out", out, "--steps", str(args.finetune_steps),
-            "--sequence-length", str(args.sequence_length), "--batch-size", str(args.batch_size),
-            "--learning-rate", str(args.finetune_learning_rate), "--seed", str(args.seed), "--verbose", "2"]
+    config = pipeline.FinetuneConfig(
+        task=task, out=out, steps=args.finetune_steps, sequence_length=args.sequence_length,
+        batch_size=args.batch_size, learning_rate=args.finetune_learning_rate, seed=args.seed, verbose=2,
+        eval_limit=args.snli_eval if task == "snli" else None, save_model=keep_model)
     if preset:
-        argv += ["--preset", preset, "--mask", mask]
-    if task == "snli":
-        argv += ["--eval-limit", str(args.snli_eval)]
-    if not keep_model:
-        argv.append("--no-save-model")
-    return glue_finetune.run(glue_finetune.build_parser().parse_args(argv))
+        config = dataclasses.replace(config, preset=preset, mask=mask)
+    return pipeline.finetune(config).to_dict()
 
 
 def markdown(rows):

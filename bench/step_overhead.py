@@ -36,14 +36,13 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_rpp  # noqa: E402  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import tf_rpp  # noqa: E402
 from tf_rpp import selection  # noqa: E402
 
 MINILM = dict(vocabulary_size=30522, num_layers=6, num_heads=12, hidden_dim=384,

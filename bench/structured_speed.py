@@ -29,17 +29,15 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_rpp  # noqa: E402  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
 
 import numpy as np  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
-import tf_rpp  # noqa: E402
 import tf_rpp_lite  # noqa: E402
-from recipes import glue_finetune  # noqa: E402
 from tf_rpp import data  # noqa: E402
 from tf_rpp import export  # noqa: E402
+from tf_rpp import pipeline  # noqa: E402
 from tf_rpp import shrink  # noqa: E402
 from tf_rpp import viz  # noqa: E402
 from tf_rpp.files import atomic_write  # noqa: E402
@@ -79,12 +77,11 @@ def _structured(args, level):
     if not os.path.exists(results):
         if args.report_only:
             return None
-        glue_finetune.run(glue_finetune.build_parser().parse_args([
-            "--task", "rt_polarity", "--init-model", args.dense, "--teacher", args.dense,
-            "--structured", str(level), "--steps", str(args.steps), "--structured-steps", str(args.prune_steps),
-            "--group-strength", str(args.group_strength), "--learning-rate", str(args.learning_rate),
-            "--batch-size", str(args.batch_size), "--sequence-length", str(args.sequence_length),
-            "--shrink", "--out", out, "--verbose", "2"]))
+        pipeline.finetune(
+            task="rt_polarity", init_model=args.dense, teacher=args.dense, structured=level, steps=args.steps,
+            structured_steps=args.prune_steps, group_strength=args.group_strength,
+            learning_rate=args.learning_rate, batch_size=args.batch_size, sequence_length=args.sequence_length,
+            shrink=True, out=out, verbose=2)
     with open(results, encoding="utf-8") as f:
         return os.path.join(out, "model_shrunk.keras"), json.load(f)
 

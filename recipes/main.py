@@ -1,11 +1,11 @@
 """The main job, offline, on the embedded defaults: prune MiniLM, fine-tune, export.
 
-1. `pretrain_prune`: RPP on the masked-LM objective of the real pretrained
+1. `tf_rpp.pipeline.prune` (`tf-rpp prune`): RPP on the masked-LM objective of the real pretrained
    all-MiniLM-L6-v2 over the packaged text corpus, to 60% sparsity of the
    encoder kernels (tfmot PolynomialDecay), learning the universal mask, while
    the pruned encoder also matches the dense MiniLM's layer outputs
    (upstream distillation, `--prune-distill`; 0 for the paper's MLM alone).
-2. `glue_finetune` twice on `rt_polarity` (Rotten-Tomatoes sentences, SST-2-like):
+2. `tf_rpp.pipeline.finetune` (`tf-rpp finetune`) twice on `rt_polarity` (Rotten-Tomatoes sentences, SST-2-like):
    the dense pretrained MiniLM, then the pruned one with its mask fixed,
    distilling from the dense one, its logits and its layer outputs
    (`--no-distill` to use labels alone).
@@ -23,13 +23,10 @@ under 20 minutes on 2 CPU cores.
 import argparse
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from recipes import glue_finetune  # noqa: E402
-from recipes import pretrain_prune  # noqa: E402
-from tf_rpp.files import atomic_write  # noqa: E402
+from tf_rpp import pipeline
+from tf_rpp.files import atomic_write
 
 
 def main(argv=None):
@@ -62,29 +59,27 @@ def main(argv=None):
     started = time.time()
 
     prune_dir = os.path.join(args.out, "prune")
-    prune = pretrain_prune.run(pretrain_prune.build_parser().parse_args([
-        "--out", prune_dir, "--target-sparsity", str(args.target_sparsity), "--steps", str(args.prune_steps),
-        "--warmup-steps", str(args.warmup_steps), "--seed", str(args.seed), "--verbose", str(args.verbose),
-        "--distill", str(args.prune_distill), "--resume"]))
-    common = ["--task", args.task, "--steps", str(args.finetune_steps), "--seed", str(args.seed),
-              "--verbose", str(args.verbose), "--export-tflite"]
-    dense = glue_finetune.run(glue_finetune.build_parser().parse_args(
-        [*common, "--out", os.path.join(args.out, "dense"), "--learning-rate", str(args.dense_learning_rate)]))
-    pruned = glue_finetune.run(glue_finetune.build_parser().parse_args(
-        [*common, "--out", os.path.join(args.out, "pruned"), "--preset", os.path.join(prune_dir, "preset"),
-         "--mask", os.path.join(prune_dir, "mask.npz"), "--learning-rate", str(args.pruned_learning_rate),
-         *([] if args.no_distill else ["--teacher", os.path.join(args.out, "dense", "model.keras"),
-                                       "--teacher-layers", str(args.teacher_layers)])]))
+    prune = pipeline.prune(
+        out=prune_dir, target_sparsity=args.target_sparsity, steps=args.prune_steps,
+        warmup_steps=args.warmup_steps, seed=args.seed, verbose=args.verbose, distill=args.prune_distill,
+        resume=True)
+    common = pipeline.FinetuneConfig(task=args.task, steps=args.finetune_steps, seed=args.seed,
+                                     verbose=args.verbose, export_tflite=True)
+    dense = pipeline.finetune(common, out=os.path.join(args.out, "dense"), learning_rate=args.dense_learning_rate)
+    teacher = {} if args.no_distill else {"teacher": dense.model_path, "teacher_layers": args.teacher_layers}
+    pruned = pipeline.finetune(common, out=os.path.join(args.out, "pruned"), preset=prune.preset_dir,
+                               mask=prune.mask_path, learning_rate=args.pruned_learning_rate, **teacher)
 
-    metric = next(iter(dense["metrics"]))
+    metric = next(iter(dense.metrics))
     rows = [
-        ("encoder-kernel sparsity", "0.00%", f"{prune['sparsity']:.2%}"),
-        ("held-out MLM accuracy", f"{prune['mlm_accuracy_before']:.4f}", f"{prune['mlm_accuracy_after']:.4f}"),
-        (f"{args.task} dev {metric}", f"{dense['metrics'][metric]:.4f}", f"{pruned['metrics'][metric]:.4f}"),
-        ("mask held while fine-tuning", "-", "yes" if pruned["mask_held"] else "NO"),
-        (".tflite float32 bytes (sparse encoding)", f"{dense['tflite_bytes']:,}", f"{pruned['tflite_bytes']:,}"),
+        ("encoder-kernel sparsity", "0.00%", f"{prune.sparsity:.2%}"),
+        ("held-out MLM accuracy", f"{prune.mlm_accuracy_before:.4f}", f"{prune.mlm_accuracy_after:.4f}"),
+        (f"{args.task} dev {metric}", f"{dense.metrics[metric]:.4f}", f"{pruned.metrics[metric]:.4f}"),
+        ("mask held while fine-tuning", "-", "yes" if pruned.mask_held else "NO"),
+        (".tflite float32 bytes (sparse encoding)", f"{dense.tflite_bytes:,}", f"{pruned.tflite_bytes:,}"),
     ]
-    summary = {"dense": dense, "pruned": pruned, "prune": {k: v for k, v in prune.items() if k != "layer_sparsity"},
+    prune_summary = {k: v for k, v in prune.to_dict().items() if k != "layer_sparsity"}
+    summary = {"dense": dense.to_dict(), "pruned": pruned.to_dict(), "prune": prune_summary,
                "wall_time_s": time.time() - started}
     atomic_write(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=2).encode())
     widths = [max(len(r[i]) for r in rows + [("", "dense MiniLM", "RPP-pruned")]) for i in range(3)]

@@ -19,16 +19,13 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tf_rpp  # first: in recipes/ it loads TensorFlow with its start-up logs off (tf_rpp.console)
 
-import keras  # noqa: E402
+import keras  # noqa: E402,I001
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-import tf_rpp  # noqa: E402
 
 VOCAB, SEQ = 512, 32
 
@@ -79,7 +76,7 @@ def main():
     schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, args.sparsity, begin_step=0, end_step=end_step, frequency=5)
     epochs = -(-args.prune_steps // 50)
     print(f"[1/3] RPP on the masked-LM objective: {args.prune_steps} steps, PolynomialDecay to {args.sparsity:.0%} at step {end_step}")
-    masked_lm.fit(mlm_data, epochs=epochs, steps_per_epoch=50, verbose=2,
+    masked_lm.fit(mlm_data, epochs=epochs, steps_per_epoch=50, verbose=2, shuffle=False,
                   callbacks=[tf_rpp.RPPCallback(schedule, log_dir=os.path.join(args.out, "logs"))])
 
     mask = optimizer.get_mask()
@@ -94,7 +91,7 @@ def main():
     classifier.compile(
         optimizer=tf_rpp.MaskedOptimizer(keras.optimizers.AdamW(1e-3), tf_rpp.SparsityMask.load(mask_path)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    classifier.fit(synthetic_classification(2048, args.seed), epochs=args.finetune_epochs, verbose=2)
+    classifier.fit(synthetic_classification(2048, args.seed), epochs=args.finetune_epochs, verbose=2, shuffle=False)
     _, accuracy = classifier.evaluate(synthetic_classification(512, args.seed + 1), verbose=0)
     after = tf_rpp.SparsityMask.from_model(classifier, prune=mask.keys)
     held = bool(np.all([np.all(~after[k] | mask[k]) for k in mask.keys]) and after.num_pruned >= mask.num_pruned)

@@ -1,4 +1,7 @@
-"""End to end on the real packaged MiniLM and data, on a small slice: prune, then fine-tune."""
+"""End to end on the real packaged MiniLM and data, on a small slice: prune, then fine-tune.
+
+Through the Python API (`tf_rpp.pipeline`) that `tf-rpp` and the recipes call.
+"""
 
 import json
 import os
@@ -11,27 +14,29 @@ from tf_rpp import data
 from tf_rpp import models
 from recipes import glue_finetune
 from recipes import pretrain_prune
+from tf_rpp import pipeline
 from test_data import write_tsv
+
+SMALL = dict(batch_size=8, sequence_length=32, verbose=0)
 
 
 @pytest.fixture(scope="module")
 def pruned(tmp_path_factory):
     out = tmp_path_factory.mktemp("prune")
-    report = pretrain_prune.run(pretrain_prune.build_parser().parse_args([
-        "--out", str(out), "--target-sparsity", "0.5", "--steps", "12", "--steps-per-epoch", "4",
-        "--frequency", "2", "--warmup-steps", "2", "--eval-texts", "32", "--sequence-length", "32",
-        "--batch-size", "8", "--verbose", "0", "--distill", "10"]))
-    return out, report
+    result = pipeline.prune(out=str(out), target_sparsity=0.5, steps=12, steps_per_epoch=4, frequency=2,
+                            warmup_steps=2, eval_texts=32, distill=10, **SMALL)
+    return out, result
 
 
 def test_pretrain_prune_writes_mask_preset_and_report(pruned):
-    out, report = pruned
-    mask = tf_rpp.SparsityMask.load(out / "mask.npz")
+    out, result = pruned
+    assert result.mask_path == str(out / "mask.npz") and result.preset_dir == str(out / "preset")
+    mask = tf_rpp.SparsityMask.load(result.mask_path)
     assert mask.sparsity == pytest.approx(0.5, abs=1e-6)
     assert len(mask) == 36  # 6 kernels x 6 MiniLM layers
-    assert report["sparsity"] == pytest.approx(mask.sparsity)
-    assert 0.0 < report["distill_loss_last_epoch"] < 1.0  # the main job's upstream distillation ran
-    assert 0.0 <= report["mlm_accuracy_before"] <= 1.0 and 0.0 <= report["mlm_accuracy_after"] <= 1.0
+    assert result.sparsity == pytest.approx(mask.sparsity)
+    assert 0.0 < result.distill_loss_last_epoch < 1.0  # the main job's upstream distillation ran
+    assert 0.0 <= result.mlm_accuracy_before <= 1.0 and 0.0 <= result.mlm_accuracy_after <= 1.0
     assert (out / "preset" / "config.json").exists() and (out / "sparsity_report.txt").exists()
     saved = json.loads((out / "report.json").read_text())
     assert saved["pruned_weights"] == mask.num_pruned
@@ -58,17 +63,16 @@ def test_glue_finetune_keeps_the_mask_and_reports_the_metric(pruned, tmp_path):
 @pytest.fixture(scope="module")
 def dense_teacher(tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher")
-    glue_finetune.run(glue_finetune.build_parser().parse_args([
-        "--task", "rt_polarity", "--out", str(out), "--steps", "4", "--batch-size", "8",
-        "--sequence-length", "32", "--eval-limit", "16", "--verbose", "0"]))
+    result = pipeline.finetune(task="rt_polarity", out=str(out), steps=4, eval_limit=16, **SMALL)
+    assert result.model_path == str(out / "model.keras") and result.label_names == ["negative", "positive"]
     return out / "model.keras"
 
 
 def test_glue_finetune_distils_from_a_dense_teacher(pruned, dense_teacher, tmp_path):
     out, _ = pruned
-    result = _finetune_and_check(out, tmp_path / "student", "--teacher", str(dense_teacher),
-                                 "--distill-alpha", "0.7", "--teacher-layers", "10")
-    assert result["teacher"] == str(dense_teacher) and result["teacher_layers"] == 10.0
+    result = _finetune_and_check(out, tmp_path / "student", teacher=str(dense_teacher), distill_alpha=0.7,
+                                 teacher_layers=10)
+    assert result.teacher == str(dense_teacher) and result.teacher_layers == 10.0
 
 
 def test_layer_distillation_on_a_sentence_pair_task(pruned, tmp_path):
@@ -79,52 +83,46 @@ def test_layer_distillation_on_a_sentence_pair_task(pruned, tmp_path):
     for name, rows in (("train.tsv", pairs[:64]), ("dev.tsv", pairs[64:])):
         write_tsv(rte / name, ["index", "sentence1", "sentence2", "label"],
                   [[i, p, h, "entailment" if y == 0 else "not_entailment"] for i, (p, h, y) in enumerate(rows)])
-    common = ["--task", "glue/rte", "--tsv-dir", str(rte), "--steps", "2", "--batch-size", "8",
-              "--sequence-length", "32", "--verbose", "0"]
-    glue_finetune.run(glue_finetune.build_parser().parse_args([*common, "--out", str(tmp_path / "dense")]))
+    common = pipeline.FinetuneConfig(task="glue/rte", tsv_dir=str(rte), steps=2, **SMALL)
+    dense = pipeline.finetune(common, out=str(tmp_path / "dense"))
     out, _ = pruned
     # 10 steps x 8 > 64 training pairs: the teacher's logits are computed over the whole set.
-    result = glue_finetune.run(glue_finetune.build_parser().parse_args([
-        *common, "--steps", "10", "--out", str(tmp_path / "student"), "--preset", str(out / "preset"),
-        "--mask", str(out / "mask.npz"), "--teacher", str(tmp_path / "dense" / "model.keras"),
-        "--teacher-layers", "10"]))
-    assert result["mask_held"] is True and result["validation_examples"] == 32
-    assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
+    result = pipeline.finetune(common, steps=10, out=str(tmp_path / "student"), preset=str(out / "preset"),
+                               mask=str(out / "mask.npz"), teacher=dense.model_path, teacher_layers=10)
+    assert result.mask_held is True and result.validation_examples == 32
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0
 
 
 def test_glue_finetune_structured_prunes_shrinks_and_exports(dense_teacher, tmp_path):
-    result = glue_finetune.run(glue_finetune.build_parser().parse_args([
+    # Through the recipe's command line, as a user runs it.
+    result = glue_finetune.main([
         "--task", "rt_polarity", "--init-model", str(dense_teacher), "--teacher", str(dense_teacher),
         "--structured", "0.5", "--steps", "8", "--structured-steps", "6", "--shrink", "--export-tflite",
         "--out", str(tmp_path), "--batch-size", "8", "--sequence-length", "32", "--eval-limit", "32",
-        "--verbose", "0"]))
+        "--verbose", "0"])
     # MiniLM: 6 layers x 12 heads, 6 x 1536 neurons; exactly half of each removed.
-    assert result["removed_groups"] == {"heads": 0.5, "neurons": 0.5}
-    assert result["mask_held"] is True
-    assert sum(result["shrunk"]["heads"]) == 36 and sum(result["shrunk"]["intermediate"]) == 4608
-    assert result["shrunk"]["total_parameters"] < result["dense_parameters"]
+    assert result.removed_groups == {"heads": 0.5, "neurons": 0.5}
+    assert result.mask_held is True
+    assert sum(result.shrunk["heads"]) == 36 and sum(result.shrunk["intermediate"]) == 4608
+    assert result.shrunk["total_parameters"] < result.dense_parameters
     masked = tf_rpp.load_model(tmp_path / "model.keras", compile=False)
     small = tf_rpp.load_model(tmp_path / "model_shrunk.keras", compile=False)
     texts = ["a wonderful, moving film", "dull and far too long", "it is what it is"]
     np.testing.assert_allclose(small.predict(texts, verbose=0), masked.predict(texts, verbose=0), atol=1e-5)
-    assert result["tflite_bytes"] == os.path.getsize(tmp_path / "model.tflite")
+    assert result.tflite_bytes == os.path.getsize(tmp_path / "model.tflite")
     with pytest.raises(ValueError, match="--shrink needs --structured"):
-        glue_finetune.run(glue_finetune.build_parser().parse_args([
-            "--task", "rt_polarity", "--init-model", str(dense_teacher), "--shrink", "--steps", "1",
-            "--out", str(tmp_path / "x"), "--batch-size", "8", "--eval-limit", "8", "--verbose", "0"]))
+        pipeline.finetune(init_model=str(dense_teacher), shrink=True, steps=1, out=str(tmp_path / "x"))
 
 
-def _finetune_and_check(out, tmp_path, *extra):
-    result = glue_finetune.run(glue_finetune.build_parser().parse_args([
-        "--task", "rt_polarity", "--preset", str(out / "preset"), "--mask", str(out / "mask.npz"),
-        "--out", str(tmp_path), "--steps", "6", "--batch-size", "8", "--sequence-length", "32",
-        "--eval-limit", "64", "--verbose", "0", *extra]))
-    assert result["mask_held"] is True
-    assert result["zero_weights_after"] >= result["pruned_weights"]
-    assert result["validation_examples"] == 64
-    assert 0.0 <= result["metrics"]["accuracy"] <= 1.0
+def _finetune_and_check(out, tmp_path, **extra):
+    result = pipeline.finetune(task="rt_polarity", preset=str(out / "preset"), mask=str(out / "mask.npz"),
+                               out=str(tmp_path), steps=6, eval_limit=64, **SMALL, **extra)
+    assert result.mask_held is True
+    assert result.zero_weights_after >= result.pruned_weights
+    assert result.validation_examples == 64
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0
     written = json.loads((tmp_path / "results.json").read_text())
-    assert written["metrics"] == result["metrics"]
+    assert written["metrics"] == result.metrics
     classifier = tf_rpp.load_model(tmp_path / "model.keras")
     mask = tf_rpp.SparsityMask.load(out / "mask.npz")
     after = tf_rpp.SparsityMask.from_model(classifier, prune=mask.keys)
@@ -134,12 +132,15 @@ def _finetune_and_check(out, tmp_path, *extra):
 
 def test_recipes_reject_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="--target-sparsity must be in"):
-        pretrain_prune.run(pretrain_prune.build_parser().parse_args(["--out", str(tmp_path), "--target-sparsity", "1.0"]))
+        pretrain_prune.main(["--out", str(tmp_path), "--target-sparsity", "1.0"])
     with pytest.raises(ValueError, match="--structured is the fraction"):
-        glue_finetune.run(glue_finetune.build_parser().parse_args(["--out", str(tmp_path), "--structured", "1.0"]))
+        glue_finetune.main(["--out", str(tmp_path), "--structured", "1.0"])
     with pytest.raises(ValueError, match="--teacher-layers is a weight"):
-        glue_finetune.run(glue_finetune.build_parser().parse_args(["--out", str(tmp_path), "--teacher-layers", "5"]))
+        pipeline.finetune(out=str(tmp_path), teacher_layers=5)
     with pytest.raises(ValueError, match="--distill must be >= 0"):
-        pretrain_prune.run(pretrain_prune.build_parser().parse_args(["--out", str(tmp_path), "--distill", "-1"]))
+        pipeline.prune(out=str(tmp_path), distill=-1)
     with pytest.raises(ValueError, match="Unknown task"):
-        glue_finetune.run(glue_finetune.build_parser().parse_args(["--out", str(tmp_path), "--task", "sst9"]))
+        pipeline.finetune(out=str(tmp_path), task="sst9")
+    with pytest.raises(FileNotFoundError, match="--mask 'nowhere.npz'"):
+        pipeline.finetune(out=str(tmp_path), mask="nowhere.npz")
+    assert not any(tmp_path.iterdir())  # refused before anything was written

@@ -11,6 +11,11 @@ The whole flow as Python calls: `tf_rpp.pipeline.prune(PruneConfig(...))` and
 README.md's module table says where every piece lives.
 """
 
+from tf_rpp import console
+
+if console.running_as_command():
+    console.load_tensorflow_quietly()  # `tf-rpp`, recipes/ and bench/ only: a library import changes nothing
+
 from tf_rpp import controller
 from tf_rpp import distill
 from tf_rpp import groups
@@ -47,6 +52,7 @@ __all__ = [
     "RPPCallback",
     "RPPOptimizer",
     "SparsityMask",
+    "console",
     "controller",
     "distill",
     "groups",

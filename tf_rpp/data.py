@@ -225,6 +225,26 @@ def mlm_corpus(cache_dir=None, min_words=5):
     return texts
 
 
+def text_lines(path):
+    """The non-empty lines of a UTF-8 text file (a corpus: one text per line).
+
+    Raises:
+        ValueError: the file is not UTF-8 or has no text.
+
+    Example:
+
+    >>> texts = text_lines("corpus.txt")  # doctest: +SKIP
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            texts = [line.strip() for line in f if line.strip()]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); convert it first.") from None
+    if not texts:
+        raise ValueError(f"{path} has no text.")
+    return texts
+
+
 # GLUE: tensorflow-datasets and the official TSV layout ----------------------
 
 
@@ -233,7 +253,7 @@ def load_glue_tfds(task, split, data_dir=None):
     import tensorflow_datasets as tfds
 
     spec = tasks_lib.get(task)
-    dataset = tfds.load(task, split=spec.tfds_split(split), data_dir=data_dir)
+    dataset = tfds.load(spec.name, split=spec.tfds_split(split), data_dir=data_dir)
     keys = spec.text_features
 
     def convert(example):
@@ -253,7 +273,7 @@ def read_glue_tsv(task, split, tsv_dir):
     spec = tasks_lib.get(task)
     path = os.path.join(tsv_dir, spec.tsv_file(split))
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{task}: no {split} file at {path} (the GLUE layout names it {spec.tsv_file(split)}).")
+        raise FileNotFoundError(f"{spec.name}: no {split} file at {path} (the GLUE layout names it {spec.tsv_file(split)}).")
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         lines = list(reader)
@@ -262,7 +282,7 @@ def read_glue_tsv(task, split, tsv_dir):
     header, body = lines[0], lines[1:]
     missing = [c for c in (*spec.tsv_columns, spec.tsv_label) if c not in header]
     if missing:
-        raise ValueError(f"{path} is not in the GLUE {task} layout: its header lacks {missing}.")
+        raise ValueError(f"{path} is not in the GLUE {spec.name} layout: its header lacks {missing}.")
     columns = [header.index(c) for c in spec.tsv_columns]
     label_column = header.index(spec.tsv_label)
     rows = []
@@ -283,13 +303,16 @@ _PACKAGED = {
 
 
 def examples(task, split, cache_dir=None, tsv_dir=None):
-    """Rows `(text..., label)` of a packaged task, or of a GLUE task from `tsv_dir`."""
-    tasks_lib.get(task)  # a clear error for unknown names
+    """Rows `(text..., label)` of a packaged task, or of a GLUE task from `tsv_dir`.
+
+    `task` is a `tf_rpp.tasks.TaskSpec` or a task name.
+    """
+    spec = tasks_lib.get(task)  # a clear error for unknown names
     if tsv_dir is not None:
-        return read_glue_tsv(task, split, tsv_dir)
-    if task not in _PACKAGED:
-        raise ValueError(f"{task!r} is a GLUE task: pass `tsv_dir=` (GLUE TSV folder) or use load(..., tfds=True).")
-    return _PACKAGED[task](split, cache_dir)
+        return read_glue_tsv(spec, split, tsv_dir)
+    if spec.name not in _PACKAGED:
+        raise ValueError(f"{spec.name!r} is a GLUE task: pass `tsv_dir=` (GLUE TSV folder) or use load(..., tfds=True).")
+    return _PACKAGED[spec.name](split, cache_dir)
 
 
 def to_dataset(rows, label_dtype="int32"):
@@ -315,8 +338,8 @@ def load(task, split, cache_dir=None, tsv_dir=None, data_dir=None, tfds=False):
     """A task's split as `tf.data` of raw strings and labels.
 
     Args:
-        task: a name from `tf_rpp.tasks.TASKS`: `rt_polarity`, `snli`,
-            `bbc_news`, or `glue/<name>`.
+        task: a `tf_rpp.tasks.TaskSpec` or a name from `tf_rpp.tasks.TASKS`:
+            `rt_polarity`, `snli`, `bbc_news`, or `glue/<name>`.
         split: `"train"` or `"validation"`.
         cache_dir: where packaged archives are cached.
         tsv_dir: a folder in the official GLUE TSV layout (for `glue/*`).
@@ -331,5 +354,5 @@ def load(task, split, cache_dir=None, tsv_dir=None, data_dir=None, tfds=False):
     """
     spec = tasks_lib.get(task)
     if tfds:
-        return load_glue_tfds(task, split, data_dir)
-    return to_dataset(examples(task, split, cache_dir, tsv_dir), "float32" if spec.is_regression else "int32")
+        return load_glue_tfds(spec, split, data_dir)
+    return to_dataset(examples(spec, split, cache_dir, tsv_dir), "float32" if spec.is_regression else "int32")

@@ -14,6 +14,7 @@ classifier = tf_rpp.models.classifier(masked_lm.backbone, "minilm", num_classes=
 ```
 """
 
+import contextlib
 import importlib.util
 import os
 
@@ -79,3 +80,48 @@ def clone_backbone(backbone_model):
     copy = backbone_model.__class__.from_config(backbone_model.get_config())
     copy.set_weights(backbone_model.get_weights())
     return copy
+
+
+def freeze_embeddings(backbone_model):
+    """Makes a keras-hub BERT backbone's embedding layers non-trainable; returns their names.
+
+    Example:
+
+    ```python
+    freeze_embeddings(masked_lm.backbone)   # ['token_embedding', 'position_embedding', ...]
+    ```
+    """
+    names = []
+    for attribute in ("token_embedding", "position_embedding", "segment_embedding", "embeddings_layer_norm"):
+        layer = getattr(backbone_model, attribute, None)
+        if layer is not None:
+            layer.trainable = False
+            names.append(layer.name)
+    return names
+
+
+@contextlib.contextmanager
+def pooler_frozen(backbone_model):
+    """Inside the block, the backbone's pooler (`pooled_dense`) is not trainable.
+
+    Masked-LM training never reads the pooled output, so Keras would warn on
+    every fit that its gradients do not exist; the pooler is restored to
+    trainable afterwards (the classifiers fine-tuned later use it).
+
+    Example:
+
+    ```python
+    with pooler_frozen(masked_lm.backbone):
+        masked_lm.compile(...)
+        masked_lm.fit(ds)
+    ```
+    """
+    layer = getattr(backbone_model, "pooled_dense", None)
+    was_trainable = layer is not None and layer.trainable
+    if layer is not None:
+        layer.trainable = False
+    try:
+        yield
+    finally:
+        if layer is not None:
+            layer.trainable = was_trainable

@@ -89,7 +89,17 @@ TASKS = {
 
 
 def get(task):
-    """The `TaskSpec` of a task name; a clear error for unknown names."""
+    """The `TaskSpec` of a task name (a `TaskSpec` passes through); a clear error for unknown names.
+
+    Example:
+
+    >>> get("snli").label_names
+    ('entailment', 'neutral', 'contradiction')
+    >>> get(get("snli")) is get("snli")
+    True
+    """
+    if isinstance(task, TaskSpec):
+        return task
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}. Known tasks: {', '.join(sorted(TASKS))}.")
     return TASKS[task]
@@ -152,5 +162,11 @@ METRICS = {"accuracy": accuracy, "f1": f1, "matthews_corrcoef": matthews_corrcoe
 
 
 def evaluate(task, labels, predictions):
-    """The task's GLUE metrics of class (or score) predictions, as a dict."""
+    """The task's metrics of class (or score) predictions, as a dict; `task` is a `TaskSpec` or name.
+
+    Example:
+
+    >>> evaluate(get("rt_polarity"), [1, 0, 1], [1, 1, 1])
+    {'accuracy': 0.6666666666666666}
+    """
     return {name: METRICS[name](labels, predictions) for name in get(task).metrics}

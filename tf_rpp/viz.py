@@ -273,3 +273,40 @@ def plot_embedding_tsne(representations, words, center, neighbors=40, path=None,
         ax.set_xticks([])
         ax.set_yticks([])
     return _finish(fig, path)
+
+
+def write_figures(mask, out, prefix="", layers=(1, 2, 5), preset=None, dense_preset="minilm", word="film",
+                  neighbors=40, vocabulary_sample=3000):
+    """Writes the mask figures (and, with `preset`, the word t-SNE) as PNG files; returns their paths.
+
+    `<prefix>mask_patterns.png` (query and key masks of `layers`, the paper's
+    Figure 3), `<prefix>layer_sparsity.png` (a bar per pruned weight) and, with
+    the pruned backbone's `preset`, `<prefix>tsne.png`: final-layer vectors of
+    single words in the dense model and the pruned one around `word` (Figure 4).
+
+    Example:
+
+    ```python
+    tf_rpp.viz.write_figures(tf_rpp.SparsityMask.load("mask.npz"), "figures", preset="runs/prune/preset")
+    ```
+    """
+    from tf_rpp import models
+
+    os.makedirs(out, exist_ok=True)
+    keys = [f"transformer_layer_{i}/self_attention_layer/{part}/kernel" for i in layers for part in ("query", "key")]
+    written = [os.path.join(out, f"{prefix}mask_patterns.png"), os.path.join(out, f"{prefix}layer_sparsity.png")]
+    plot_mask_pattern(mask, keys, written[0], title=f"kept (black) and pruned (white) weights, {mask.sparsity:.0%} overall")
+    plot_layer_sparsity(mask, written[1])
+    if preset:
+        tokenizer = models.tokenizer(dense_preset)
+        # Whole, alphabetic words only: pieces (##ing) and [unused] slots say little.
+        words = [w for w in tokenizer.get_vocabulary()[1000:] if w.isalpha() and len(w) > 2][:vocabulary_sample]
+        if word not in words:
+            words.append(word)
+        representations = {
+            name: word_representations(models.backbone(p), tokenizer, words)
+            for name, p in (("dense", dense_preset), (f"RPP {mask.sparsity:.0%}", preset))
+        }
+        written.append(os.path.join(out, f"{prefix}tsne.png"))
+        plot_embedding_tsne(representations, words, word, neighbors=neighbors, path=written[-1])
+    return written

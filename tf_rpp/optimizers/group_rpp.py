@@ -8,14 +8,11 @@ from tf_rpp import controller
 from tf_rpp import groups
 from tf_rpp import proximal
 from tf_rpp import selection
+from tf_rpp.optimizers import distribute
 from tf_rpp.optimizers.masked import MaskedOptimizer
 from tf_rpp.optimizers.rpp import ReweightedL1
 from tf_rpp.optimizers.validation import check_epsilon
 from tf_rpp.optimizers.validation import check_strength
-
-
-def _tf_variable(variable):
-    return variable.value if isinstance(variable, keras.Variable) else variable
 
 
 @keras.saving.register_keras_serializable(package="tf_rpp")
@@ -168,8 +165,8 @@ class GroupRPPOptimizer(MaskedOptimizer):
         active = tf.logical_not(tf.convert_to_tensor(self.frozen_variable))
         epsilon = self.group_epsilon
         kinds = [self.kinds.index(gs.kind) for gs in self._group_sets]
-        plan = [[(_tf_variable(v), axis) for v, axis in members] for members in self._group_members]
-        scale_variable = _tf_variable(self.group_scale_variable)
+        plan = [[(distribute.tf_variable(v), axis) for v, axis in members] for members in self._group_members]
+        scale_variable = distribute.tf_variable(self.group_scale_variable)
         strengths = tf.convert_to_tensor(self.group_strength_variable)
 
         def shrink_all(distribution, plan, scale_variable, strengths, active, learning_rate):

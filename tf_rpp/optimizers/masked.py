@@ -27,12 +27,9 @@ from tf_rpp import proximal
 from tf_rpp import selection
 from tf_rpp import sparsity as sparsity_lib
 from tf_rpp.mask import SparsityMask
+from tf_rpp.optimizers import distribute
 from tf_rpp.optimizers import gradients
 from tf_rpp.optimizers.validation import reject_base_optimizer_kwargs
-
-
-def _tf_variable(variable):
-    return variable.value if isinstance(variable, keras.Variable) else variable
 
 
 @keras.saving.register_keras_serializable(package="tf_rpp")
@@ -183,7 +180,7 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
         else:
             initializer = "ones"
         strategy = self._distribution_strategy
-        with strategy.extended.colocate_vars_with(_tf_variable(variable)):
+        with strategy.extended.colocate_vars_with(distribute.tf_variable(variable)):
             return self.add_variable(
                 shape=variable.shape, dtype="bool", initializer=initializer,
                 name=f"{key.replace('/', '_')}_mask",
@@ -242,18 +239,7 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
         optimizer.update_each_pruned(lambda w, m: w.assign(tf.where(m, w, 0.0)), mask_variables)
         ```
         """
-        items = [
-            (_tf_variable(v), [_tf_variable(s[i]) for s in per_weight_state])
-            for i, v in enumerate(self._pruned_variables)
-        ]
-
-        def update_all(distribution, items, args):
-            for weight, state in items:
-                distribution.extended.update(weight, update_fn, args=(*state, *args), group=False)
-
-        tf.__internal__.distribute.interim.maybe_merge_call(
-            update_all, self._distribution_strategy, items, args
-        )
+        distribute.update_each(self._distribution_strategy, self._pruned_variables, update_fn, per_weight_state, args)
 
     def finalize_variable_values(self, var_list):
         # Keras calls this at the end of every fit(): an EMA swap must not

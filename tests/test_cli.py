@@ -1,0 +1,79 @@
+"""`tf-rpp`: every subcommand explains every flag; bad input ends in one clear line; a quiet console."""
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tf_rpp import cli
+from tf_rpp.pipeline import FinetuneConfig
+from tf_rpp.pipeline import PruneConfig
+from tf_rpp.pipeline import options
+
+COMMANDS = ("prune", "finetune", "export", "classify", "visualize")
+
+
+def _subparsers():
+    parser = cli.build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")  # argparse keeps them only there
+    return parser, action.choices
+
+
+@pytest.mark.parametrize("command, config", [("prune", PruneConfig), ("finetune", FinetuneConfig)])
+def test_every_config_field_is_a_flag_with_help_and_the_same_default(command, config):
+    _, commands = _subparsers()
+    sub = commands[command]
+    flags = {a.dest: a for a in sub._actions}
+    for field in dataclasses.fields(config):
+        action = flags[field.name]
+        assert action.help and len(action.help) > 15, field.name
+        if not isinstance(field.default, bool):
+            assert action.default == field.default, field.name
+    # Parsing no flags gives exactly the Python API's defaults.
+    parsed = sub.parse_args([])
+    assert options.config_from_arguments(config, parsed) == config()
+
+
+def test_all_subcommands_exist_and_document_their_flags():
+    parser, commands = _subparsers()
+    assert set(commands) == set(COMMANDS)
+    for name in ("export", "visualize"):
+        for action in commands[name]._actions:
+            assert action.help, f"{name} {action.dest} has no help"
+    assert "--target-sparsity" in commands["prune"].format_help()
+    assert "--text-columns" in commands["finetune"].format_help()
+
+
+def test_recipe_flags_still_parse():
+    args = cli.build_parser().parse_args([
+        "finetune", "--task", "glue/rte", "--no-save-model", "--export-tflite", "--structured", "0.5",
+        "--data", "train.csv", "dev.csv", "--text-columns", "premise", "hypothesis"])
+    config = options.config_from_arguments(FinetuneConfig, args)
+    assert config.save_model is False and config.export_tflite is True and config.structured == 0.5
+    assert config.data == ("train.csv", "dev.csv") and config.text_columns == ("premise", "hypothesis")
+
+
+def _tf_rpp():
+    path = shutil.which("tf-rpp") or os.path.join(os.path.dirname(sys.executable), "tf-rpp")
+    if not os.path.exists(path):
+        pytest.fail("the tf-rpp command is not installed: pip install -e .")
+    return path
+
+
+def test_the_command_reports_bad_data_in_one_line_and_prints_no_tensorflow_noise(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([_tf_rpp(), "finetune", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [f"tf-rpp finetune: error: {tmp_path / 'nowhere'!r} is not a folder; pass a folder or two "
+                     "files (train, validation)."], done.stderr
+    assert not (tmp_path / "o").exists()
+    # With --tf-logs TensorFlow's own start-up lines come back (they are what the default hides).
+    loud = subprocess.run([_tf_rpp(), "--tf-logs", "export", "missing.keras", "x.tflite"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    noise = [line for line in loud.stderr.splitlines() if line.strip() and not line.startswith("tf-rpp export:")]
+    assert loud.returncode == 2 and noise, loud.stderr

@@ -1,0 +1,174 @@
+"""`tf-rpp`: the pipeline on the command line.
+
+    tf-rpp prune --out runs/prune --target-sparsity 0.6          # learn the universal mask (MLM)
+    tf-rpp finetune --preset runs/prune/preset --mask runs/prune/mask.npz \\
+        --task rt_polarity --out runs/rt --export-tflite            # fine-tune with the mask fixed
+    tf-rpp finetune --data my_reviews/ --text-columns review --label-column stars --out runs/mine
+    tf-rpp export runs/rt/model.keras runs/rt/model_int8.tflite --quantize dynamic
+    tf-rpp classify runs/rt/model.tflite "a wonderful, moving film"
+    tf-rpp visualize --mask runs/prune/mask.npz --preset runs/prune/preset --out figures
+
+`tf-rpp COMMAND --help` explains every flag. TensorFlow's start-up logs are off;
+`--tf-logs` (or `TF_CPP_MIN_LOG_LEVEL=0`) brings them back.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from tf_rpp import console
+from tf_rpp.pipeline import options
+
+
+def _prune_parser(sub):
+    from tf_rpp.pipeline import pruning as prune
+
+    p = sub.add_parser("prune", help="learn a universal sparsity mask on the masked-LM objective",
+                       description=prune.__doc__, formatter_class=options.help_formatter())
+    options.add_arguments(p, prune.PruneConfig)
+    p.set_defaults(run=lambda args: prune.prune(options.config_from_arguments(prune.PruneConfig, args)))
+
+
+def _finetune_parser(sub):
+    from tf_rpp.pipeline import finetuning as finetune
+
+    p = sub.add_parser("finetune", help="fine-tune on a task (packaged, GLUE or your own files), mask fixed",
+                       description=finetune.__doc__, formatter_class=options.help_formatter())
+    options.add_arguments(p, finetune.FinetuneConfig)
+    p.set_defaults(run=lambda args: finetune.finetune(options.config_from_arguments(finetune.FinetuneConfig, args)))
+
+
+def _export_parser(sub):
+    p = sub.add_parser("export", help="convert a fine-tuned .keras classifier to .tflite",
+                       description="Converts a fine-tuned classifier to .tflite (batch 1, int32 token ids), with "
+                                   "its tokenizer and label names beside it (model.tokenizer.json).")
+    p.add_argument("model", help="the .keras classifier (from tf-rpp finetune)")
+    p.add_argument("output", help="the .tflite file to write")
+    p.add_argument("--sequence-length", type=int, default=None,
+                   help="input length (default: the model's preprocessor's)")
+    p.add_argument("--quantize", choices=("dynamic", "int8", "float16"), default=None,
+                   help="dynamic: int8 weights; int8: int8 weights and activations calibrated on "
+                        "--calibration-texts; float16: float16 weights (default: float32)")
+    p.add_argument("--calibration-texts", default=None,
+                   help="with --quantize int8: a UTF-8 file of real texts, one per line (a few hundred)")
+    p.add_argument("--labels", nargs="+", default=None,
+                   help="class names in output order (default: label_names of results.json beside the model)")
+    p.add_argument("--dense-encoding", action="store_true",
+                   help="store weights densely (default: the sparse encoding, smaller for pruned models)")
+    p.set_defaults(run=_export)
+
+
+def _export(args):
+    from tf_rpp import data
+    from tf_rpp import export
+    from tf_rpp import saving
+
+    if args.quantize == "int8" and not args.calibration_texts:
+        raise ValueError("--quantize int8 needs --calibration-texts (a file of real texts, one per line).")
+    calibration = data.text_lines(args.calibration_texts) if args.calibration_texts else None
+    labels = args.labels
+    results = os.path.join(os.path.dirname(os.path.abspath(args.model)), "results.json")
+    if labels is None and os.path.exists(results):
+        with open(results, encoding="utf-8") as f:
+            labels = json.load(f).get("label_names")
+    model = saving.load_model(args.model, compile=False)
+    length = args.sequence_length or getattr(getattr(model, "preprocessor", None), "sequence_length", None) or 128
+    size = export.export_tflite(model, args.output, sequence_length=length, sparse=not args.dense_encoding,
+                                quantize=args.quantize, labels=labels, representative_data=calibration)
+    print(f"wrote {args.output} ({size:,} bytes, sequence length {length}, labels {labels})")
+    return size
+
+
+def _classify_parser(sub):
+    p = sub.add_parser("classify", help="classify texts with an exported .tflite (no TensorFlow needed)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(run=lambda args: _classify(args.rest))
+
+
+def _classify(argv):
+    from tf_rpp_lite import cli as lite_cli
+
+    return lite_cli.main(argv, prog="tf-rpp classify")
+
+
+def _visualize_parser(sub):
+    p = sub.add_parser("visualize", help="draw mask patterns, per-layer sparsity and the word t-SNE (PNG)",
+                       description="Draws what pruning learned: mask patterns of chosen layers (the paper's "
+                                   "Figure 3), a bar per pruned weight, and with --preset a word t-SNE of the "
+                                   "dense and the pruned model (Figure 4).")
+    p.add_argument("--mask", required=True, help="a SparsityMask .npz")
+    p.add_argument("--out", default="runs/images", help="folder for the PNG files (default: runs/images)")
+    p.add_argument("--prefix", default="", help="file name prefix, e.g. 'rpp80_'")
+    p.add_argument("--layers", default="1,2,5", help="transformer layers whose query/key masks are drawn")
+    p.add_argument("--preset", default=None, help="the pruned backbone's preset folder (enables the t-SNE)")
+    p.add_argument("--dense-preset", default="minilm", help="the dense model to compare with (default: minilm)")
+    p.add_argument("--word", default="film", help="the word the t-SNE zooms around (default: film)")
+    p.add_argument("--neighbors", type=int, default=40, help="words shown around --word (default: 40)")
+    p.add_argument("--vocabulary-sample", type=int, default=3000,
+                   help="whole-word vocabulary entries embedded to find the neighbours (default: 3000)")
+    p.set_defaults(run=_visualize)
+
+
+def _visualize(args):
+    from tf_rpp import viz
+    from tf_rpp.mask import SparsityMask
+
+    layers = tuple(int(i) for i in args.layers.split(",") if i.strip())
+    written = viz.write_figures(
+        SparsityMask.load(args.mask), args.out, args.prefix, layers, args.preset, args.dense_preset, args.word,
+        args.neighbors, args.vocabulary_sample)
+    print("wrote " + ", ".join(written))
+    return written
+
+
+def build_parser():
+    """The `tf-rpp` argument parser, one subcommand per step.
+
+    Example:
+
+    ```python
+    build_parser().parse_args(["prune", "--steps", "100"]).steps   # 100
+    ```
+    """
+    parser = argparse.ArgumentParser(prog="tf-rpp", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tf-logs", action="store_true", help="show TensorFlow's own log lines")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{prune,finetune,export,classify,visualize}")
+    for add in (_prune_parser, _finetune_parser, _export_parser, _classify_parser, _visualize_parser):
+        add(sub)
+    return parser
+
+
+def run(argv):
+    """Runs one `tf-rpp` command line (a list of arguments) and returns the step's result.
+
+    Example:
+
+    ```python
+    result = run(["finetune", "--task", "snli", "--steps", "100"])   # a FinetuneResult
+    ```
+    """
+    argv = list(argv)
+    if "--tf-logs" in argv[1:]:
+        argv.remove("--tf-logs")  # accepted after the subcommand too
+        argv.insert(0, "--tf-logs")
+    args = build_parser().parse_args(argv)
+    console.quiet_python_logging()
+    return args.run(args)
+
+
+def main(argv=None):
+    """The `tf-rpp` command: errors in the settings or data end it with a one-line message.
+
+    Bad settings or data (`ValueError`, `FileNotFoundError`) are found before
+    any work starts and exit with status 2 and the message; no traceback.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        run(argv)
+    except (ValueError, FileNotFoundError) as e:
+        command = next((a for a in argv if not a.startswith("-")), "")
+        print(f"tf-rpp {command}: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,320 @@
+"""Downstream fine-tuning: a (pruned) encoder on a task, its sparsity mask fixed.
+
+The mask is enforced after every step (`tf_rpp.MaskedOptimizer`), the task's
+metrics are computed on the validation split, and the run checks and reports
+that the mask held (every pruned weight still exactly 0.0). Optional: distil
+from a dense fine-tuned teacher (logits, and layer outputs), structured RPP of
+heads and neurons while fine-tuning (`structured`) with physical shrinking, and
+the `.tflite` export.
+
+Data: a packaged task (`rt_polarity`, `snli`, `bbc_news`), GLUE (`glue/*`
+through tensorflow-datasets or a GLUE TSV folder), or your own CSV / TSV /
+JSONL files (`data=("folder",)` or `data=("train.csv", "dev.csv")`,
+`tf_rpp.tables`).
+
+Example:
+
+```python
+from tf_rpp import pipeline
+result = pipeline.finetune(pipeline.FinetuneConfig(
+    data=("reviews/",), text_columns=("review",), label_column="stars",
+    preset="runs/prune/preset", mask="runs/prune/mask.npz", out="runs/reviews", export_tflite=True))
+print(result.metrics, result.mask_held, result.label_names)
+```
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+from tf_rpp import data as data_lib
+from tf_rpp import distill
+from tf_rpp import export
+from tf_rpp import models
+from tf_rpp import saving
+from tf_rpp import shrink
+from tf_rpp import tables
+from tf_rpp import tasks
+from tf_rpp.callback import RPPCallback
+from tf_rpp.files import atomic_write
+from tf_rpp.mask import SparsityMask
+from tf_rpp.optimizers import GroupRPPOptimizer
+from tf_rpp.optimizers import MaskedOptimizer
+from tf_rpp.pipeline.options import option
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    """Settings of `finetune`; the defaults are the recipes'. Every field is a `tf-rpp finetune` flag."""
+
+    task: str = option("rt_polarity", f"a known task: {', '.join(sorted(tasks.TASKS))} (ignored with --data)")
+    data: tuple = option(None, "your own data: a folder with train and validation (or dev) .csv/.tsv/.jsonl "
+                         "files, or two files TRAIN VALIDATION", type=str, nargs="+")
+    text_columns: tuple = option(("text",), "with --data: the text column, or two for sentence pairs",
+                                 type=str, nargs="+")
+    label_column: str = option("label", "with --data: the label (or regression target) column")
+    regression: bool = option(False, "with --data: the label is a float target (MSE loss, Pearson/Spearman)")
+    preset: str = option(models.DEFAULT_PRESET, "the backbone: 'minilm', a keras-hub preset or handle, or a "
+                         "pruned preset folder")
+    tokenizer_preset: str = option(None, "where the tokenizer comes from (default: --preset)", type=str)
+    mask: str = option(None, "a SparsityMask .npz to keep fixed; without it the model is dense", type=str)
+    tsv_dir: str = option(None, "a folder in the official GLUE TSV layout (glue/* tasks)", type=str)
+    tfds: bool = option(False, "read glue/* through tensorflow-datasets (downloads)")
+    data_dir: str = option(None, "tensorflow-datasets data folder", type=str)
+    out: str = option("runs/finetune", "output folder")
+    sequence_length: int = option(64, "tokens per example")
+    batch_size: int = option(32, "batch size")
+    steps: int = option(250, "training steps")
+    learning_rate: float = option(1e-4, "peak AdamW learning rate (linear warm-up, cosine decay)")
+    warmup_fraction: float = option(0.1, "linear warm-up share of the steps")
+    eval_limit: int = option(None, "evaluate on at most this many validation examples", type=int)
+    teacher: str = option(None, "a fine-tuned .keras classifier of the same task to distil from (e.g. the dense "
+                          "model)", type=str)
+    distill_alpha: float = option(0.5, "weight of the teacher term")
+    temperature: float = option(2.0, "distillation temperature")
+    teacher_layers: float = option(0.0, "with --teacher, also match the teacher's layer outputs (relative squared "
+                                   "error, mean over layers, times this weight); 0: logits only")
+    init_model: str = option(None, "start from this fine-tuned classifier (.keras) instead of --preset, e.g. to "
+                             "prune it", type=str)
+    structured: float = option(None, "structured RPP while fine-tuning: remove this fraction of the attention "
+                               "heads and of the feed-forward neurons (GroupRPPOptimizer, PolynomialDecay)",
+                               type=float)
+    structured_steps: int = option(None, "steps over which --structured reaches its target; the rest train with "
+                                   "the mask fixed (default: 60%% of --steps)", type=int)
+    group_strength: float = option(1.0, "initial scale-free group lambda of --structured; RPPCallback adapts it")
+    shrink: bool = option(False, "with --structured: also write model_shrunk.keras (removed heads and neurons "
+                          "dropped) and export that one with --export-tflite")
+    export_tflite: bool = option(False, "also write model.tflite (sparse encoding)")
+    save_model: bool = option(True, "do not write model.keras (sweeps that only need metrics)")
+    seed: int = option(0, "random seed")
+    verbose: int = option(1, "Keras progress display: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2))
+
+    def check(self):
+        """Raises ValueError for settings that cannot work, before any data or model is loaded."""
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("--steps and --batch-size must be >= 1.")
+        if self.data is not None and len(self.data) not in (1, 2):
+            raise ValueError(f"--data takes a folder or two files (train, validation); received {self.data}.")
+        if self.structured is None:
+            if self.shrink:
+                raise ValueError("--shrink needs --structured (only removed heads and neurons can be dropped).")
+        else:
+            if self.mask:
+                raise ValueError("--structured learns its own mask; do not pass --mask with it.")
+            if not 0.0 < self.structured < 1.0:
+                raise ValueError(f"--structured is the fraction of heads and neurons to remove, in (0, 1); "
+                                 f"received {self.structured}.")
+            if not 0 < self.prune_steps <= self.steps:
+                raise ValueError(f"--structured-steps must be in [1, --steps]; received {self.prune_steps}.")
+        if self.teacher_layers < 0 or (self.teacher_layers > 0 and not self.teacher):
+            raise ValueError("--teacher-layers is a weight >= 0 and needs --teacher (the model whose layer outputs "
+                             f"to match); received {self.teacher_layers} with --teacher {self.teacher}.")
+        for flag, path in (("--mask", self.mask), ("--teacher", self.teacher), ("--init-model", self.init_model)):
+            if path and not os.path.exists(path):
+                raise FileNotFoundError(f"{flag} {path!r}: no such file.")
+
+    @property
+    def prune_steps(self):
+        """Steps over which `structured` reaches its target."""
+        return self.structured_steps or int(0.6 * self.steps)
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """What `finetune` produced: metrics, the mask check and the files written."""
+
+    task: str
+    metrics: dict
+    validation_examples: int
+    label_names: list = None
+    preset: str = None
+    mask: str = None
+    steps: int = 0
+    learning_rate: float = 0.0
+    teacher: str = None
+    teacher_layers: float = 0.0
+    mask_sparsity: float = None
+    pruned_weights: int = None
+    zero_weights_after: int = None
+    mask_held: bool = None
+    structured: float = None
+    structured_steps: int = None
+    removed_groups: dict = None
+    shrunk: dict = None
+    dense_parameters: int = None
+    model_path: str = None
+    tflite_path: str = None
+    tflite_bytes: int = None
+    wall_time_s: float = 0.0
+
+    def to_dict(self):
+        """A JSON-ready dict (what `results.json` holds)."""
+        return dataclasses.asdict(self)
+
+
+def resolve_task(config):
+    """The task's `TaskSpec` and, for your own files, its rows (`None` otherwise)."""
+    if config.data is None:
+        return tasks.get(config.task), None
+    table = tables.read_task(*config.data, text_columns=config.text_columns,
+                             label_column=config.label_column, regression=config.regression)
+    return table.spec, table
+
+
+def _datasets(config, spec, table):
+    if table is not None:
+        train_rows, dev_rows = table.train, table.validation
+    elif config.tfds:
+        dev = data_lib.load_glue_tfds(spec, "validation", config.data_dir)
+        return data_lib.load_glue_tfds(spec, "train", config.data_dir), dev.take(config.eval_limit or -1)
+    else:
+        train_rows = data_lib.examples(spec, "train", tsv_dir=config.tsv_dir)
+        dev_rows = data_lib.examples(spec, "validation", tsv_dir=config.tsv_dir)
+    if config.eval_limit:
+        dev_rows = dev_rows[: config.eval_limit]
+    dtype = "float32" if spec.is_regression else "int32"
+    return data_lib.to_dataset(train_rows, dtype), data_lib.to_dataset(dev_rows, dtype)
+
+
+def finetune(config=None, **overrides):
+    """Fine-tunes with the mask fixed and evaluates (see the module docstring).
+
+    Args:
+        config: a `FinetuneConfig` (default: all defaults).
+        **overrides: fields to change, e.g. `finetune(task="snli", steps=100)`.
+
+    Returns:
+        A `FinetuneResult`; `out/results.json` holds it.
+
+    Raises:
+        ValueError, FileNotFoundError: bad settings or data, before training starts.
+        RuntimeError: a pruned weight became nonzero (never expected).
+    """
+    config = dataclasses.replace(config or FinetuneConfig(), **overrides)
+    config.check()
+    spec, table = resolve_task(config)
+    if config.teacher and spec.is_regression:
+        raise ValueError(f"--teacher distils class probabilities; {spec.name} is a regression task.")
+    os.makedirs(config.out, exist_ok=True)
+    started = time.time()
+    keras.utils.set_random_seed(config.seed)
+    train, dev = _datasets(config, spec, table)
+    loss = (keras.losses.MeanSquaredError() if spec.is_regression
+            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher_backbone = None
+    if config.teacher:
+        teacher = saving.load_model(config.teacher, compile=False)
+        print(f"computing the teacher's logits on the training examples the steps draw ({config.teacher})")
+        train = distill.teacher_stream(train, teacher, config.steps * config.batch_size, seed=config.seed)
+        if train.element_spec[1].shape[-1] != 1 + spec.num_classes:
+            raise ValueError(f"The teacher has {train.element_spec[1].shape[-1] - 1} outputs; {spec.name} has "
+                             f"{spec.num_classes} classes.")
+        loss = distill.DistillationLoss(config.distill_alpha, config.temperature)
+        teacher_backbone = teacher.backbone if config.teacher_layers > 0 else None
+        del teacher
+    else:
+        train = train.shuffle(20_000, seed=config.seed).repeat()
+    train = train.batch(config.batch_size, drop_remainder=True)
+    dev = dev.batch(64)
+
+    if config.init_model:
+        classifier = saving.load_model(config.init_model, compile=False)
+    else:
+        classifier = models.classifier(models.backbone(config.preset), config.tokenizer_preset or config.preset,
+                                       spec.num_classes, config.sequence_length)
+    optimizer, callbacks, mask = _optimizer(config, classifier)
+    trained = classifier
+    if config.teacher_layers > 0:
+        # The distiller is a plain Keras model: it does not apply the classifier's preprocessor itself.
+        # x=: keras-hub reads a bare (premise, hypothesis) tuple as (x, y).
+        preprocessor = classifier.preprocessor
+        train = train.map(lambda x, y: (preprocessor(x=x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        trained = distill.LayerDistiller(classifier, teacher_backbone, alpha=config.teacher_layers)
+    # keras-hub's default metric reads y as labels; with a teacher y also carries logits.
+    trained.compile(optimizer=optimizer, loss=loss, **({"metrics": []} if config.teacher else {}))
+    what = (f"structured RPP to {config.structured:.0%} of heads and neurons" if config.structured is not None
+            else "mask " + config.mask if mask else "dense")
+    print(f"fine-tuning {spec.name} for {config.steps} steps ({what})")
+    trained.fit(train, steps_per_epoch=config.steps, epochs=1, verbose=config.verbose, callbacks=callbacks,
+                shuffle=False)
+    if config.structured is not None:
+        if not optimizer.frozen:
+            raise RuntimeError("The structured mask was not hardened: --structured-steps exceeds the steps run.")
+        mask = optimizer.get_mask()
+        mask.save(os.path.join(config.out, "mask.npz"))
+
+    labels = np.concatenate([y.numpy() for _, y in dev])
+    # A 1-tuple: Keras reads a bare (premise, hypothesis) tuple as (x, y).
+    outputs = classifier.predict(dev.map(lambda x, y: (x,)), verbose=0)
+    predictions = outputs[:, 0] if spec.is_regression else np.argmax(outputs, axis=-1)
+    result = FinetuneResult(
+        task=spec.name, metrics=tasks.evaluate(spec, labels, predictions), validation_examples=int(len(labels)),
+        label_names=list(spec.label_names) if spec.label_names else None,
+        preset=str(config.init_model or config.preset), mask=config.mask, steps=config.steps,
+        learning_rate=config.learning_rate, teacher=config.teacher, teacher_layers=config.teacher_layers)
+    if mask is not None:
+        _check_mask_held(result, mask, classifier)
+    if config.structured is not None:
+        result.structured, result.structured_steps = config.structured, config.prune_steps
+        result.removed_groups = optimizer.removed_groups()
+    _write_models(config, spec, classifier, result)
+    result.wall_time_s = time.time() - started
+    atomic_write(os.path.join(config.out, "results.json"), json.dumps(result.to_dict(), indent=2).encode())
+    print("validation " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+          + f"; wrote {config.out}/results.json")
+    return result
+
+
+def _optimizer(config, classifier):
+    """The optimizer, callbacks and fixed mask (None when dense or structured) of a run."""
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, config.steps - int(config.warmup_fraction * config.steps)),
+        warmup_target=config.learning_rate, warmup_steps=int(config.warmup_fraction * config.steps))
+    inner = keras.optimizers.AdamW(schedule, weight_decay=0.01)
+    if config.structured is not None:
+        optimizer = GroupRPPOptimizer(inner, group_strength=config.group_strength)
+        callback = RPPCallback(
+            tfmot.sparsity.keras.PolynomialDecay(0.0, config.structured, 0, config.prune_steps, frequency=10),
+            log_dir=os.path.join(config.out, "logs"))
+        return optimizer, [callback], None
+    if config.mask:
+        mask = SparsityMask.load(config.mask)
+        mask.check_compatible(classifier)
+        return MaskedOptimizer(inner, mask), [], mask
+    return inner, [], None
+
+
+def _check_mask_held(result, mask, classifier):
+    after = SparsityMask.from_model(classifier, prune=mask.keys)
+    still_zero = all(bool(np.all(~after[k] | mask[k])) for k in mask.keys)
+    result.mask_sparsity, result.pruned_weights = mask.sparsity, mask.num_pruned
+    result.zero_weights_after, result.mask_held = after.num_pruned, still_zero
+    print(f"mask held: {still_zero} ({mask.num_pruned:,} pruned weights, {after.num_pruned:,} zeros after)")
+    if not still_zero:
+        raise RuntimeError("A pruned weight became nonzero during fine-tuning.")
+
+
+def _write_models(config, spec, classifier, result):
+    if config.save_model:
+        result.model_path = os.path.join(config.out, "model.keras")
+        classifier.save(result.model_path)
+    exported = classifier
+    if config.shrink:
+        exported = shrink.shrink_classifier(classifier)
+        exported.save(os.path.join(config.out, "model_shrunk.keras"))
+        result.shrunk = shrink.parameter_counts(exported.backbone)
+        result.dense_parameters = int(classifier.backbone.count_params())
+        print(f"shrunk: heads per layer {result.shrunk['heads']}, feed-forward units per layer "
+              f"{result.shrunk['intermediate']}; backbone parameters {result.dense_parameters:,} -> "
+              f"{result.shrunk['total_parameters']:,}")
+    if config.export_tflite:
+        result.tflite_path = os.path.join(config.out, "model.tflite")
+        result.tflite_bytes = export.export_tflite(
+            exported, result.tflite_path, sequence_length=config.sequence_length, sparse=True,
+            labels=spec.label_names)

@@ -1,0 +1,95 @@
+"""Config dataclasses as command-line options: one source for defaults and help.
+
+Every field of a pipeline config is declared with `option(default, help)`;
+`add_arguments` turns the fields into `argparse` flags (`text_columns` ->
+`--text-columns`), and `config_from_arguments` builds the config back, so the
+Python API and `tf-rpp` can never disagree on a default.
+
+Example:
+
+>>> import argparse, dataclasses
+>>> @dataclasses.dataclass
+... class Config:
+...     steps: int = option(300, "training steps")
+...     save_model: bool = option(True, "write model.keras")
+>>> parser = argparse.ArgumentParser()
+>>> add_arguments(parser, Config)
+>>> config_from_arguments(Config, parser.parse_args(["--steps", "5", "--no-save-model"]))
+Config(steps=5, save_model=False)
+"""
+
+import argparse
+import dataclasses
+import typing
+
+
+def option(default, help, type=None, choices=None, flag=None, nargs=None):  # noqa: A002
+    """A config field with its command-line help (`type` when the default is None).
+
+    Args:
+        default: the default value (also the flag's default).
+        help: what the option does, shown by `--help`.
+        type: the flag's parser type, when `default` cannot tell (None, tuples).
+        choices: allowed values.
+        flag: the flag's name, when not `--<field-name>`.
+        nargs: as in argparse (`"+"` for lists).
+
+    Example: see the module docstring.
+    """
+    metadata = {"help": help, "type": type, "choices": choices, "flag": flag, "nargs": nargs}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def add_arguments(parser, config_class, skip=()):
+    """Adds one flag per field of `config_class` (a dataclass declared with `option`)."""
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        if field.name in skip or "help" not in field.metadata:
+            continue
+        meta = field.metadata
+        default = field.default
+        name = meta.get("flag") or "--" + field.name.replace("_", "-")
+        help_text = meta["help"]
+        if hints.get(field.name) is bool:
+            if default:
+                name = meta.get("flag") or "--no-" + field.name.replace("_", "-")
+                parser.add_argument(name, dest=field.name, action="store_false", help=help_text)
+            else:
+                parser.add_argument(name, dest=field.name, action="store_true", help=help_text)
+            continue
+        kind = meta.get("type") or (type(default) if default is not None else str)
+        shown = "" if default is None else f" (default: {_shown(default)})"
+        parser.add_argument(
+            name, dest=field.name, type=kind, default=default, choices=meta.get("choices"),
+            nargs=meta.get("nargs"), help=help_text + shown,
+        )
+
+
+def _shown(default):
+    if isinstance(default, (tuple, list)):
+        return " ".join(str(d) for d in default)
+    return str(default).replace("%", "%%")
+
+
+def config_from_arguments(config_class, namespace, **overrides):
+    """The config of the parsed flags (tuples for `nargs` fields), plus `overrides`."""
+    values = {}
+    for field in dataclasses.fields(config_class):
+        if hasattr(namespace, field.name):
+            value = getattr(namespace, field.name)
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+    values.update(overrides)
+    return config_class(**values)
+
+
+def help_formatter():
+    """The formatter the `tf-rpp` subcommands use (keeps the docstring's layout).
+
+    Example:
+
+    >>> help_formatter() is argparse.RawDescriptionHelpFormatter
+    True
+    """
+    return argparse.RawDescriptionHelpFormatter

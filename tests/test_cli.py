@@ -69,7 +69,7 @@ def test_the_command_reports_bad_data_in_one_line_and_prints_no_tensorflow_noise
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert lines == [f"tf-rpp finetune: error: {tmp_path / 'nowhere'!r} is not a folder; pass a folder or two "
+    assert lines == [f"tf-rpp finetune: error: {str(tmp_path / 'nowhere')!r} is not a folder; pass a folder or two "
                      "files (train, validation)."], done.stderr
     assert not (tmp_path / "o").exists()
     # With --tf-logs TensorFlow's own start-up lines come back (they are what the default hides).

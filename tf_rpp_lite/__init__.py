@@ -25,4 +25,5 @@ from tf_rpp_lite.runner import load_interpreter
 from tf_rpp_lite.tokenizer import MAX_BYTES_PER_WORD
 from tf_rpp_lite.tokenizer import WordPieceTokenizer
 
-__all__ = ["BertPacker", "TFLiteClassifier", "WordPieceTokenizer", "load_interpreter", "main"]
+__all__ = ["MAX_BYTES_PER_WORD", "TOKENIZER_FORMAT", "BertPacker", "TFLiteClassifier", "WordPieceTokenizer",
+           "load_interpreter", "main"]

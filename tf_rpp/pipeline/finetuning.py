@@ -86,7 +86,7 @@ class FinetuneConfig:
                                "heads and of the feed-forward neurons (GroupRPPOptimizer, PolynomialDecay)",
                                type=float)
     structured_steps: int = option(None, "steps over which --structured reaches its target; the rest train with "
-                                   "the mask fixed (default: 60%% of --steps)", type=int)
+                                   "the mask fixed (default: 60% of --steps)", type=int)
     group_strength: float = option(1.0, "initial scale-free group lambda of --structured; RPPCallback adapts it")
     shrink: bool = option(False, "with --structured: also write model_shrunk.keras (removed heads and neurons "
                           "dropped) and export that one with --export-tflite")

@@ -51,7 +51,7 @@ def add_arguments(parser, config_class, skip=()):
         meta = field.metadata
         default = field.default
         name = meta.get("flag") or "--" + field.name.replace("_", "-")
-        help_text = meta["help"]
+        help_text = meta["help"].replace("%", "%%")  # argparse formats help with %
         if hints.get(field.name) is bool:
             if default:
                 name = meta.get("flag") or "--no-" + field.name.replace("_", "-")

@@ -1,0 +1,183 @@
+"""Throughput of the MiniLM fine-tuning step on this machine: what makes a step cheaper.
+
+Real all-MiniLM-L6-v2 (`tf_rpp.models`), real `rt_polarity` training sentences, AdamW, batch 32,
+sequence length 64, keras-hub's dropout 0.1. Options, each timed over the same batches:
+
+- `graph`: Keras's default on CPU (`jit_compile` off);
+- `xla`: the whole train step compiled with XLA (`jit_compile=True`);
+- `xla+frozen_embedding`: also the 30,522 x 384 token embedding not trained (AdamW's dense
+  update of its 11.7M weights and moments skipped);
+- `xla+buckets`: each batch trimmed to the shortest multiple of 16 tokens that holds its longest
+  sentence (the padding mask makes the result identical to padding to 64), so short sentences cost
+  less; one XLA compile per bucket, timed separately;
+- `xla+buckets+frozen_embedding`: both;
+- `xla+mixed_bfloat16`: bf16 compute (no AVX-512 BF16 or AMX on this CPU: expected slower).
+
+For each: median ms/step, padded and real (non-padding) tokens/s, and the achieved FLOP/s of
+the encoder's matmuls (training = 3 x forward; per token and layer `8 d^2 + 4 d ffn + 4 L d`) as
+a fraction of this machine's measured float32 matmul peak (`tf.linalg.matmul` 2048^2, XLA).
+
+    python bench/train_step.py                 # ~6 min on 2 cores
+    python bench/train_step.py --steps 4       # a quick look
+
+Writes bench/results/train_step.json and .md.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import tf_rpp  # noqa: F401  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
+
+import keras  # noqa: E402,I001
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tf_rpp import data  # noqa: E402
+from tf_rpp import models  # noqa: E402
+from tf_rpp.files import atomic_write  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+OPTIONS = {
+    "graph": dict(jit=False),
+    "xla": dict(jit=True),
+    "xla+frozen_embedding": dict(jit=True, freeze=True),
+    "xla+buckets": dict(jit=True, buckets=True),
+    "xla+buckets+frozen_embedding": dict(jit=True, buckets=True, freeze=True),
+    "xla+mixed_bfloat16": dict(jit=True, policy="mixed_bfloat16"),
+}
+BUCKET = 16
+
+
+def matmul_peak_gflops(n=2048, repeats=10):
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    f = tf.function(lambda a, b: tf.linalg.matmul(a, b), jit_compile=True)
+    f(a, b).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f(a, b).numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / min(times) / 1e9
+
+
+def train_flops_per_token(config, length):
+    d, ffn, layers = config["hidden_dim"], config["intermediate_dim"], config["num_layers"]
+    return 3 * layers * (8 * d * d + 4 * d * ffn + 4 * length * d)
+
+
+def batches(preprocessor, texts, labels, batch_size, count, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        pick = rng.choice(len(texts), batch_size, replace=False)
+        x = preprocessor(tf.constant([texts[i] for i in pick]))
+        out.append(({k: v.numpy() for k, v in x.items()}, np.asarray([labels[i] for i in pick], "int32")))
+    return out
+
+
+def trim(x, multiple=BUCKET):
+    longest = int(x["padding_mask"].sum(axis=1).max())
+    length = min(x["token_ids"].shape[1], -(-longest // multiple) * multiple)
+    return {k: v[:, :length] for k, v in x.items()}
+
+
+def run_option(name, option, preset, sequence_length, data_batches, steps, flops_config, peak):
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy(option.get("policy", "float32"))
+    keras.utils.set_random_seed(0)
+    classifier = models.classifier(models.backbone(preset), preset, 2, sequence_length)
+    classifier.preprocessor = None
+    if option.get("freeze"):
+        classifier.backbone.token_embedding.trainable = False
+    classifier.compile(optimizer=keras.optimizers.AdamW(1e-4, weight_decay=0.01),
+                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                       jit_compile=option["jit"])
+    prepared = [(trim(x) if option.get("buckets") else x, y) for x, y in data_batches]
+    compile_s, seen = 0.0, set()
+    for x, y in prepared:  # compile every shape first (one per bucket)
+        length = x["token_ids"].shape[1]
+        if length not in seen:
+            seen.add(length)
+            start = time.perf_counter()
+            classifier.train_on_batch(x, y)
+            compile_s += time.perf_counter() - start
+    times, padded, real, flops = [], 0, 0, 0.0
+    for x, y in prepared[:steps]:
+        start = time.perf_counter()
+        classifier.train_on_batch(x, y)
+        times.append(time.perf_counter() - start)
+        length = x["token_ids"].shape[1]
+        padded += x["token_ids"].size
+        real += int(x["padding_mask"].sum())
+        flops += x["token_ids"].size * train_flops_per_token(flops_config, length)
+    keras.mixed_precision.set_global_policy("float32")
+    total = sum(times)
+    return {
+        "option": name, "median_ms_per_step": 1000 * statistics.median(times),
+        "mean_ms_per_step": 1000 * total / len(times), "padded_tokens_per_s": padded / total,
+        "real_tokens_per_s": real / total, "encoder_gflops_per_s": flops / total / 1e9,
+        "fraction_of_matmul_peak": flops / total / 1e9 / peak, "compile_and_first_steps_s": compile_s,
+        "shapes_compiled": sorted(seen),
+    }
+
+
+def markdown(result):
+    rows = result["rows"]
+    base = next(r for r in rows if r["option"] == "graph")["mean_ms_per_step"]
+    lines = [f"MiniLM-L6 classifier, rt_polarity train sentences, batch {result['batch_size']} x "
+             f"{result['sequence_length']}, {result['steps']} timed steps per option; {result['machine']}; "
+             f"float32 matmul peak {result['matmul_peak_gflops']:.1f} GFLOP/s.", "",
+             "| option | ms/step (median) | ms/step (mean) | speed-up vs graph | real tokens/s | padded tokens/s | "
+             "encoder GFLOP/s | of matmul peak | compile + first steps |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['option']} | {r['median_ms_per_step']:.0f} | {r['mean_ms_per_step']:.0f} | "
+            f"{base / r['mean_ms_per_step']:.2f}x | {r['real_tokens_per_s']:.0f} | {r['padded_tokens_per_s']:.0f} | "
+            f"{r['encoder_gflops_per_s']:.1f} | {r['fraction_of_matmul_peak']:.0%} | "
+            f"{r['compile_and_first_steps_s']:.1f} s ({len(r['shapes_compiled'])} shapes) |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=12, help="timed steps per option (default 12)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--sequence-length", type=int, default=64)
+    p.add_argument("--options", default=",".join(OPTIONS), help="comma-separated subset of " + ", ".join(OPTIONS))
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results"), help="folder for the results")
+    args = p.parse_args(argv)
+    unknown = [o for o in args.options.split(",") if o not in OPTIONS]
+    if unknown:
+        p.error(f"unknown options {unknown}; choose from {list(OPTIONS)}")
+    preset = models.resolve_preset("minilm")
+    rows = data.rt_polarity("train")
+    texts, labels = [s for s, _ in rows], [y for _, y in rows]
+    preprocessor = models.classifier(models.backbone(preset), preset, 2, args.sequence_length).preprocessor
+    data_batches = batches(preprocessor, texts, labels, args.batch_size, args.steps, seed=0)
+    lengths = [int(x["padding_mask"].sum(axis=1).max()) for x, _ in data_batches]
+    peak = matmul_peak_gflops()
+    config = models.backbone(preset).get_config()
+    result = {"command": "python bench/train_step.py " + " ".join(argv or []),
+              "machine": f"{platform.machine()} {os.cpu_count()} cores, TF {tf.__version__}, Keras {keras.__version__}",
+              "batch_size": args.batch_size, "sequence_length": args.sequence_length, "steps": args.steps,
+              "matmul_peak_gflops": peak, "longest_sentence_per_batch": lengths, "rows": []}
+    for name in args.options.split(","):
+        print(f"--- {name}", flush=True)
+        row = run_option(name, OPTIONS[name], preset, args.sequence_length, data_batches, args.steps, config, peak)
+        print(json.dumps(row), flush=True)
+        result["rows"].append(row)
+        os.makedirs(args.out, exist_ok=True)
+        atomic_write(os.path.join(args.out, "train_step.json"), json.dumps(result, indent=2).encode())
+    if any(r["option"] == "graph" for r in result["rows"]):
+        atomic_write(os.path.join(args.out, "train_step.md"), markdown(result).encode())
+        print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

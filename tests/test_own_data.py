@@ -114,7 +114,8 @@ def test_a_folder_without_the_files_is_refused(tmp_path):
 def test_finetunes_a_three_class_file_and_the_labels_reach_the_tflite(snli_folder, tmp_path):
     result = pipeline.finetune(
         data=(str(snli_folder),), text_columns=("premise", "hypothesis"), label_column="gold",
-        out=str(tmp_path), steps=4, batch_size=8, sequence_length=32, verbose=0, export_tflite=True)
+        out=str(tmp_path), steps=4, batch_size=8, sequence_length=32, verbose=0, export_tflite=True,
+        jit_compile=False)
     assert result.task == os.path.basename(str(snli_folder)) and result.validation_examples == 32
     assert result.label_names == ["contradiction", "entailment", "neutral"]
     assert 0.0 <= result.metrics["accuracy"] <= 1.0
@@ -131,6 +132,7 @@ def test_finetunes_a_regression_file(tmp_path):
     write_csv(folder / "train.csv", ["text", "rating"], rows[:64])
     write_csv(folder / "validation.csv", ["text", "rating"], rows[64:])
     result = pipeline.finetune(data=(str(folder),), label_column="rating", regression=True, out=str(tmp_path / "run"),
-                               steps=2, batch_size=8, sequence_length=32, verbose=0, save_model=False)
+                               steps=2, batch_size=8, sequence_length=32, verbose=0, save_model=False,
+                               jit_compile=False)
     assert set(result.metrics) == {"pearson", "spearman"} and result.label_names is None
     assert -1.0 <= result.metrics["pearson"] <= 1.0 and result.validation_examples == 32

@@ -17,7 +17,9 @@ from recipes import pretrain_prune
 from tf_rpp import pipeline
 from test_data import write_tsv
 
-SMALL = dict(batch_size=8, sequence_length=32, verbose=0)
+# jit_compile off: these check the flow, and XLA compiles cost ~30 s a model here; the structured
+# test runs through the recipe with the default (XLA) train step.
+SMALL = dict(batch_size=8, sequence_length=32, verbose=0, jit_compile=False)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,7 @@ def test_layer_distillation_on_a_sentence_pair_task(pruned, tmp_path):
 
 
 def test_glue_finetune_structured_prunes_shrinks_and_exports(dense_teacher, tmp_path):
-    # Through the recipe's command line, as a user runs it.
+    # Through the recipe's command line, as a user runs it: the default XLA-compiled train step.
     result = glue_finetune.main([
         "--task", "rt_polarity", "--init-model", str(dense_teacher), "--teacher", str(dense_teacher),
         "--structured", "0.5", "--steps", "8", "--structured-steps", "6", "--shrink", "--export-tflite",

@@ -92,6 +92,8 @@ class FinetuneConfig:
                           "dropped) and export that one with --export-tflite")
     export_tflite: bool = option(False, "also write model.tflite (sparse encoding)")
     save_model: bool = option(True, "do not write model.keras (sweeps that only need metrics)")
+    jit_compile: bool = option(True, "do not compile the train step with XLA (XLA is faster on CPU here: "
+                               "bench/results/train_step.md)")
     seed: int = option(0, "random seed")
     verbose: int = option(1, "Keras progress display: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2))
 
@@ -237,7 +239,8 @@ def finetune(config=None, **overrides):
         train = train.map(lambda x, y: (preprocessor(x=x), y), num_parallel_calls=tf.data.AUTOTUNE)
         trained = distill.LayerDistiller(classifier, teacher_backbone, alpha=config.teacher_layers)
     # keras-hub's default metric reads y as labels; with a teacher y also carries logits.
-    trained.compile(optimizer=optimizer, loss=loss, **({"metrics": []} if config.teacher else {}))
+    trained.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile,
+                    **({"metrics": []} if config.teacher else {}))
     what = (f"structured RPP to {config.structured:.0%} of heads and neurons" if config.structured is not None
             else "mask " + config.mask if mask else "dense")
     print(f"fine-tuning {spec.name} for {config.steps} steps ({what})")

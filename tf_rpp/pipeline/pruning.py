@@ -75,6 +75,8 @@ class PruneConfig:
     strategy: str = option("default", "tf.distribute strategy: 'mirrored' (all local GPUs, or CPUs), 'tpu' "
                            "(TPUStrategy on the TPU the cluster resolver finds); --batch-size is the global batch",
                            choices=("default", "mirrored", "tpu"))
+    jit_compile: bool = option(True, "do not compile the train step with XLA (XLA is faster on CPU here: "
+                               "bench/results/train_step.md)")
     seed: int = option(0, "random seed (data order, MLM masks, initialisation)")
     resume: bool = option(False, "continue an interrupted run in --out")
     verbose: int = option(1, "Keras progress display: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2))
@@ -204,7 +206,8 @@ def _warm_up(config, masked_lm, train, eval_batches, loss):
     if config.warmup_steps > 0:
         print(f"[1/3] warming up the MLM head for {config.warmup_steps} steps (backbone frozen)")
         masked_lm.backbone.trainable = False
-        masked_lm.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss, weighted_metrics=["accuracy"])
+        masked_lm.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss, weighted_metrics=["accuracy"],
+                          jit_compile=config.jit_compile)
         masked_lm.fit(train, steps_per_epoch=config.warmup_steps, epochs=1, verbose=config.verbose, shuffle=False)
         masked_lm.backbone.trainable = True
     accuracies["mlm_accuracy_before"] = mlm_accuracy(masked_lm, eval_batches)
@@ -257,7 +260,7 @@ def _train(config, masked_lm, train, eval_batches):
     print(f"[2/3] {config.method} for {epochs * config.steps_per_epoch} steps, {what}")
     # The MLM objective never reads the pooler: frozen, Keras does not warn about its missing gradients.
     with models.pooler_frozen(masked_lm.backbone):
-        trained.compile(optimizer=optimizer, loss=loss, weighted_metrics=["accuracy"])
+        trained.compile(optimizer=optimizer, loss=loss, weighted_metrics=["accuracy"], jit_compile=config.jit_compile)
         history = trained.fit(
             train, steps_per_epoch=config.steps_per_epoch, epochs=epochs, verbose=config.verbose, shuffle=False,
             callbacks=[

@@ -11,7 +11,10 @@ sequence length 64, keras-hub's dropout 0.1. Options, each timed over the same b
   sentence (the padding mask makes the result identical to padding to 64), so short sentences cost
   less; one XLA compile per bucket, timed separately;
 - `xla+buckets+frozen_embedding`: both;
-- `xla+mixed_bfloat16`: bf16 compute (no AVX-512 BF16 or AMX on this CPU: expected slower).
+- `xla+mixed_bfloat16`: bf16 compute (no AVX-512 BF16 or AMX on this CPU: expected slower);
+- `mlm_distill_graph` / `mlm_distill_xla`: the main job's pruning step, `RPPOptimizer(AdamW)` on
+  the masked-LM objective with upstream layer distillation (weight 50, a dense teacher forward
+  pass each step), embeddings fixed; FLOPs counted for the student's training only.
 
 For each: median ms/step, padded and real (non-padding) tokens/s, and the achieved FLOP/s of
 the encoder's matmuls (training = 3 x forward; per token and layer `8 d^2 + 4 d ffn + 4 L d`) as
@@ -30,7 +33,7 @@ import platform
 import statistics
 import time
 
-import tf_rpp  # noqa: F401  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
+import tf_rpp  # noqa: E402  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
 
 import keras  # noqa: E402,I001
 import numpy as np  # noqa: E402
@@ -48,6 +51,8 @@ OPTIONS = {
     "xla+buckets": dict(jit=True, buckets=True),
     "xla+buckets+frozen_embedding": dict(jit=True, buckets=True, freeze=True),
     "xla+mixed_bfloat16": dict(jit=True, policy="mixed_bfloat16"),
+    "mlm_distill_graph": dict(jit=False, mlm=True),
+    "mlm_distill_xla": dict(jit=True, mlm=True),
 }
 BUCKET = 16
 
@@ -86,30 +91,52 @@ def trim(x, multiple=BUCKET):
     return {k: v[:, :length] for k, v in x.items()}
 
 
-def run_option(name, option, preset, sequence_length, data_batches, steps, flops_config, peak):
+def mlm_model(preset, sequence_length, jit, texts, batch_size, count):
+    """The main job's pruning model (MLM + layer distillation, RPP) and `count` preprocessed batches."""
+    masked_lm = models.masked_lm(preset, sequence_length=sequence_length)
+    rng = np.random.default_rng(0)
+    prepared = []
+    for _ in range(count):
+        x, y, w = masked_lm.preprocessor(tf.constant([texts[i] for i in rng.choice(len(texts), batch_size)]))
+        prepared.append(({k: v.numpy() for k, v in x.items()}, y.numpy(), w.numpy()))
+    masked_lm.preprocessor = None
+    models.freeze_embeddings(masked_lm.backbone)
+    masked_lm.backbone.pooled_dense.trainable = False
+    teacher = models.clone_backbone(masked_lm.backbone)
+    trained = tf_rpp.distill.LayerDistiller(masked_lm, teacher, alpha=50.0)
+    trained.compile(optimizer=tf_rpp.RPPOptimizer(keras.optimizers.AdamW(1e-4, weight_decay=0.01), reweight_every=10),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    weighted_metrics=["accuracy"], jit_compile=jit)
+    return trained, prepared
+
+
+def run_option(name, option, preset, sequence_length, data_batches, steps, flops_config, peak, texts=None):
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy(option.get("policy", "float32"))
     keras.utils.set_random_seed(0)
-    classifier = models.classifier(models.backbone(preset), preset, 2, sequence_length)
-    classifier.preprocessor = None
-    if option.get("freeze"):
-        classifier.backbone.token_embedding.trainable = False
-    classifier.compile(optimizer=keras.optimizers.AdamW(1e-4, weight_decay=0.01),
-                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                       jit_compile=option["jit"])
-    prepared = [(trim(x) if option.get("buckets") else x, y) for x, y in data_batches]
+    if option.get("mlm"):
+        classifier, prepared = mlm_model(preset, sequence_length, option["jit"], texts, 32, len(data_batches))
+    else:
+        classifier = models.classifier(models.backbone(preset), preset, 2, sequence_length)
+        classifier.preprocessor = None
+        if option.get("freeze"):
+            classifier.backbone.token_embedding.trainable = False
+        classifier.compile(optimizer=keras.optimizers.AdamW(1e-4, weight_decay=0.01),
+                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                           jit_compile=option["jit"])
+        prepared = [(trim(x) if option.get("buckets") else x, y) for x, y in data_batches]
     compile_s, seen = 0.0, set()
-    for x, y in prepared:  # compile every shape first (one per bucket)
+    for x, y, *w in prepared:  # compile every shape first (one per bucket)
         length = x["token_ids"].shape[1]
         if length not in seen:
             seen.add(length)
             start = time.perf_counter()
-            classifier.train_on_batch(x, y)
+            classifier.train_on_batch(x, y, *w)
             compile_s += time.perf_counter() - start
     times, padded, real, flops = [], 0, 0, 0.0
-    for x, y in prepared[:steps]:
+    for x, y, *w in prepared[:steps]:
         start = time.perf_counter()
-        classifier.train_on_batch(x, y)
+        classifier.train_on_batch(x, y, *w)
         times.append(time.perf_counter() - start)
         length = x["token_ids"].shape[1]
         padded += x["token_ids"].size
@@ -128,14 +155,18 @@ def run_option(name, option, preset, sequence_length, data_batches, steps, flops
 
 def markdown(result):
     rows = result["rows"]
-    base = next(r for r in rows if r["option"] == "graph")["mean_ms_per_step"]
+    # Rows may come from several runs (--options adds to the file); each used its run's peak.
+    found = sorted({round(r["encoder_gflops_per_s"] / r["fraction_of_matmul_peak"], 1) for r in rows})
+    peaks = " / ".join(f"{p} GFLOP/s" for p in found)
+    bases = {r["option"]: r["mean_ms_per_step"] for r in rows if r["option"] in ("graph", "mlm_distill_graph")}
     lines = [f"MiniLM-L6 classifier, rt_polarity train sentences, batch {result['batch_size']} x "
              f"{result['sequence_length']}, {result['steps']} timed steps per option; {result['machine']}; "
-             f"float32 matmul peak {result['matmul_peak_gflops']:.1f} GFLOP/s.", "",
-             "| option | ms/step (median) | ms/step (mean) | speed-up vs graph | real tokens/s | padded tokens/s | "
+             f"float32 matmul peak measured in each run: {peaks}.", "",
+             "| option | ms/step (median) | ms/step (mean) | speed-up vs its graph step | real tokens/s | padded tokens/s | "
              "encoder GFLOP/s | of matmul peak | compile + first steps |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        base = bases.get("mlm_distill_graph" if r["option"].startswith("mlm") else "graph", float("nan"))
         lines.append(
             f"| {r['option']} | {r['median_ms_per_step']:.0f} | {r['mean_ms_per_step']:.0f} | "
             f"{base / r['mean_ms_per_step']:.2f}x | {r['real_tokens_per_s']:.0f} | {r['padded_tokens_per_s']:.0f} | "
@@ -167,11 +198,20 @@ def main(argv=None):
               "machine": f"{platform.machine()} {os.cpu_count()} cores, TF {tf.__version__}, Keras {keras.__version__}",
               "batch_size": args.batch_size, "sequence_length": args.sequence_length, "steps": args.steps,
               "matmul_peak_gflops": peak, "longest_sentence_per_batch": lengths, "rows": []}
-    for name in args.options.split(","):
+    # A subset run adds its rows to the committed ones (same machine: compare within one file only).
+    previous = os.path.join(args.out, "train_step.json")
+    chosen = args.options.split(",")
+    if os.path.exists(previous):
+        with open(previous, encoding="utf-8") as f:
+            kept = [r for r in json.load(f)["rows"] if r["option"] not in chosen]
+        result["rows"] = kept
+    for name in chosen:
         print(f"--- {name}", flush=True)
-        row = run_option(name, OPTIONS[name], preset, args.sequence_length, data_batches, args.steps, config, peak)
+        row = run_option(name, OPTIONS[name], preset, args.sequence_length, data_batches, args.steps, config, peak,
+                         texts=data.mlm_corpus() if OPTIONS[name].get("mlm") else None)
         print(json.dumps(row), flush=True)
         result["rows"].append(row)
+        result["rows"].sort(key=lambda r: list(OPTIONS).index(r["option"]))
         os.makedirs(args.out, exist_ok=True)
         atomic_write(os.path.join(args.out, "train_step.json"), json.dumps(result, indent=2).encode())
     if any(r["option"] == "graph" for r in result["rows"]):

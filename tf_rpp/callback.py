@@ -96,7 +96,6 @@ class RPPCallback(keras.callbacks.Callback):
         self.schedule = schedule
         self.scope = scope
         self.controller = controller.LambdaController(adapt_rate)
-        self.adapt_rate = float(adapt_rate)
         self.log_every = log_every
         self.log_dir = log_dir
         self.end_step = _end_step(schedule)
@@ -104,6 +103,11 @@ class RPPCallback(keras.callbacks.Callback):
             _check_target(schedule(tf.constant(self.end_step, tf.int64))[1], self.end_step)
         self._writer = None
         self._last = {}
+
+    @property
+    def adapt_rate(self):
+        """The lambda controller's gain."""
+        return self.controller.adapt_rate
 
     @property
     def optimizer(self):

@@ -25,7 +25,7 @@ def _prune_parser(sub):
     from tf_rpp.pipeline import pruning as prune
 
     p = sub.add_parser("prune", help="learn a universal sparsity mask on the masked-LM objective",
-                       description=prune.__doc__, formatter_class=options.help_formatter())
+                       description=prune.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     options.add_arguments(p, prune.PruneConfig)
     p.set_defaults(run=lambda args: prune.prune(options.config_from_arguments(prune.PruneConfig, args)))
 
@@ -34,7 +34,7 @@ def _finetune_parser(sub):
     from tf_rpp.pipeline import finetuning as finetune
 
     p = sub.add_parser("finetune", help="fine-tune on a task (packaged, GLUE or your own files), mask fixed",
-                       description=finetune.__doc__, formatter_class=options.help_formatter())
+                       description=finetune.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     options.add_arguments(p, finetune.FinetuneConfig)
     p.set_defaults(run=lambda args: finetune.finetune(options.config_from_arguments(finetune.FinetuneConfig, args)))
 
@@ -155,7 +155,8 @@ def run(argv):
         argv.remove("--tf-logs")  # accepted after the subcommand too
         argv.insert(0, "--tf-logs")
     args = build_parser().parse_args(argv)
-    console.quiet_python_logging()
+    if not args.tf_logs:
+        console.quiet_python_logging()
     return args.run(args)
 
 

@@ -32,10 +32,9 @@ def wants_tf_logs():
 
 
 def quiet_tensorflow(environ=None):
-    """Sets `TF_CPP_MIN_LOG_LEVEL=3` unless the user asked for logs; returns `environ`."""
+    """Sets `TF_CPP_MIN_LOG_LEVEL=3` unless already set; returns `environ`."""
     environ = os.environ if environ is None else environ
-    if "--tf-logs" not in sys.argv:
-        environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     return environ
 
 
@@ -75,7 +74,7 @@ def load_tensorflow_quietly():
 
 
 def quiet_python_logging():
-    """Our commands' Python-side quiet: absl and TensorFlow loggers at ERROR (not with `--tf-logs`).
+    """Our commands' Python-side quiet: absl and TensorFlow loggers at ERROR (`tf-rpp` skips it with `--tf-logs`).
 
     Example:
 
@@ -83,8 +82,6 @@ def quiet_python_logging():
     quiet_python_logging()   # after TensorFlow is imported
     ```
     """
-    if "--tf-logs" in sys.argv:
-        return
     import absl.logging
     import tensorflow as tf
 

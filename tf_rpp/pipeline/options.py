@@ -18,7 +18,6 @@ Example:
 Config(steps=5, save_model=False)
 """
 
-import argparse
 import dataclasses
 import typing
 
@@ -27,7 +26,7 @@ def option(default, help, type=None, choices=None, flag=None, nargs=None):  # no
     """A config field with its command-line help (`type` when the default is None).
 
     Args:
-        default: the default value (also the flag's default).
+        default: the default value (also the flag's default); immutable (a tuple, not a list).
         help: what the option does, shown by `--help`.
         type: the flag's parser type, when `default` cannot tell (None, tuples).
         choices: allowed values.
@@ -37,8 +36,6 @@ def option(default, help, type=None, choices=None, flag=None, nargs=None):  # no
     Example: see the module docstring.
     """
     metadata = {"help": help, "type": type, "choices": choices, "flag": flag, "nargs": nargs}
-    if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -83,13 +80,3 @@ def config_from_arguments(config_class, namespace, **overrides):
     values.update(overrides)
     return config_class(**values)
 
-
-def help_formatter():
-    """The formatter the `tf-rpp` subcommands use (keeps the docstring's layout).
-
-    Example:
-
-    >>> help_formatter() is argparse.RawDescriptionHelpFormatter
-    True
-    """
-    return argparse.RawDescriptionHelpFormatter

@@ -79,7 +79,7 @@ def _structured(args, level):
             return None
         pipeline.finetune(
             task="rt_polarity", init_model=args.dense, teacher=args.dense, structured=level, steps=args.steps,
-            structured_steps=args.prune_steps, group_strength=args.group_strength,
+            pruning_steps=args.prune_steps, group_strength=args.group_strength,
             learning_rate=args.learning_rate, batch_size=args.batch_size, sequence_length=args.sequence_length,
             shrink=True, out=out, verbose=2)
     with open(results, encoding="utf-8") as f:
@@ -140,7 +140,7 @@ def main(argv=None):
                 "runtime": runner.runtime, "accuracy": accuracy, "keras_accuracy": keras_accuracy,
                 "dev_examples": len(texts),
                 "training": None if result is None else {
-                    k: result.get(k) for k in ("steps", "structured_steps", "learning_rate", "removed_groups",
+                    k: result.get(k) for k in ("steps", "pruning_steps", "learning_rate", "removed_groups",
                                                "metrics", "wall_time_s")},
             }
             rows.append(row)

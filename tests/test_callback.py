@@ -171,3 +171,32 @@ def test_nan_loss_stops_pruning_and_leaves_the_last_good_mask_on_disk(tmp_path):
     # Whatever code later tries to rank the broken weights gets a clear error, not a mask.
     with pytest.raises(FloatingPointError, match="hold NaN or Inf"):
         tf_rpp.SparsityMask.from_magnitudes(optimizer.weights_by_key(), 0.5)
+
+
+def test_rewind_returns_the_kept_weights_to_their_values_at_the_start():
+    model = tiny_masked_lm(seed=11, hidden=32)
+    optimizer = tf_rpp.RPPOptimizer(keras.optimizers.AdamW(1e-3), reweight_every=10)
+    compile_mlm(model, optimizer)
+    optimizer.build(model.trainable_variables)
+    start = optimizer.weights_by_key()
+    # 40 steps, hardened at the last one: the kept weights are the starting values, the rest exact zeros.
+    schedule = PolynomialDecay(0.0, 0.7, begin_step=0, end_step=40, frequency=5)
+    model.fit(mlm_dataset(n=320, batch=16), epochs=2, verbose=0,
+              callbacks=[tf_rpp.RPPCallback(schedule, rewind=True)])
+    assert optimizer.frozen and int(optimizer.iterations.numpy()) == 40
+    mask = optimizer.get_mask()
+    after = optimizer.weights_by_key()
+    moved = 0
+    for key in mask.keys:
+        np.testing.assert_array_equal(after[key][mask[key]], start[key][mask[key]])
+        assert np.all(after[key][~mask[key]] == 0.0)
+    # Without rewind the same run ends with the kept weights moved (shrunk and trained).
+    model2 = tiny_masked_lm(seed=11, hidden=32)
+    optimizer2 = tf_rpp.RPPOptimizer(keras.optimizers.AdamW(1e-3), reweight_every=10)
+    compile_mlm(model2, optimizer2)
+    model2.fit(mlm_dataset(n=320, batch=16), epochs=2, verbose=0, callbacks=[tf_rpp.RPPCallback(schedule)])
+    for key, value in optimizer2.weights_by_key().items():
+        moved += int(np.sum(value[optimizer2.get_mask()[key]] != start[key][optimizer2.get_mask()[key]]))
+    assert moved > 0
+    with pytest.raises(ValueError, match="lacks"):
+        tf_rpp.hardening.rewind(optimizer, {})

@@ -3,10 +3,12 @@
 import os
 import shutil
 
+import keras_hub
 import numpy as np
 import pytest
 
 from tf_rpp import data
+from tf_rpp import models
 from tf_rpp import tasks
 
 
@@ -143,3 +145,26 @@ def test_glue_through_tensorflow_datasets(task):
     assert len(texts) == len(spec.text_features)
     assert all(t.dtype.name == "string" for t in texts)
     assert label.dtype.is_floating == spec.is_regression
+
+
+def test_length_grouped_batches_keep_every_token_and_cut_the_padding():
+    spec = tasks.get("rt_polarity")
+    rows = data.examples(spec, "validation")[:400]
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(models.tokenizer(), sequence_length=64)
+    features = data.to_dataset(rows).map(lambda x, y: (preprocessor(x), y))
+    real_tokens = sorted(int(np.sum(x["padding_mask"])) for x, _ in features)
+    seen, widths = [], []
+    for x, y in data.length_grouped(features, 16, widths=(16, 32, 48)):
+        width = x["token_ids"].shape[1]
+        widths.append(width)
+        assert x["token_ids"].shape[0] == 16 and y.shape == (16,)
+        lengths = np.sum(x["padding_mask"].numpy(), axis=1)
+        # Each example sits in the narrowest group that holds it, and its tokens are all there.
+        narrower = max([w for w in (0, 16, 32, 48) if w < width])
+        assert np.all(lengths <= width) and np.all(lengths > narrower)
+        np.testing.assert_array_equal(x["token_ids"].numpy()[:, 0], 101)  # [CLS] first, untouched
+        seen.extend(int(n) for n in lengths)
+    assert set(widths) <= {16, 32, 48, 64} and len(set(widths)) >= 3
+    # Only partial groups at the end are dropped (fewer than one batch per group).
+    assert len(seen) > len(real_tokens) - 4 * 16
+    assert np.mean(widths) < 48  # rt_polarity sentences average 27 tokens: far less padding than 64

@@ -99,7 +99,7 @@ def test_glue_finetune_structured_prunes_shrinks_and_exports(dense_teacher, tmp_
     # Through the recipe's command line, as a user runs it: the default XLA-compiled train step.
     result = glue_finetune.main([
         "--task", "rt_polarity", "--init-model", str(dense_teacher), "--teacher", str(dense_teacher),
-        "--structured", "0.5", "--steps", "8", "--structured-steps", "6", "--shrink", "--export-tflite",
+        "--structured", "0.5", "--steps", "8", "--pruning-steps", "6", "--shrink", "--export-tflite",
         "--out", str(tmp_path), "--batch-size", "8", "--sequence-length", "32", "--eval-limit", "32",
         "--verbose", "0"])
     # MiniLM: 6 layers x 12 heads, 6 x 1536 neurons; exactly half of each removed.
@@ -114,6 +114,23 @@ def test_glue_finetune_structured_prunes_shrinks_and_exports(dense_teacher, tmp_
     assert result.tflite_bytes == os.path.getsize(tmp_path / "model.tflite")
     with pytest.raises(ValueError, match="--shrink needs --structured"):
         pipeline.finetune(init_model=str(dense_teacher), shrink=True, steps=1, out=str(tmp_path / "x"))
+
+
+def test_downstream_unstructured_pruning_from_the_dense_model(dense_teacher, tmp_path):
+    # The dense fine-tuned model pruned on the task itself, distilling it; the kept weights rewound.
+    result = pipeline.finetune(task="rt_polarity", init_model=str(dense_teacher), teacher=str(dense_teacher),
+                               teacher_layers=10, sparsity=0.5, method="rpp", rewind=True, steps=6,
+                               pruning_steps=4, eval_limit=32, out=str(tmp_path), **SMALL)
+    assert result.mask_held is True and result.sparsity == 0.5 and result.method == "rpp"
+    mask = tf_rpp.SparsityMask.load(tmp_path / "mask.npz")
+    assert mask.sparsity == pytest.approx(0.5, abs=1e-3) and result.mask_sparsity == mask.sparsity
+    classifier = tf_rpp.load_model(tmp_path / "model.keras", compile=False)
+    after = tf_rpp.SparsityMask.from_model(classifier, prune=mask.keys)
+    assert all(np.all(~after[k] | mask[k]) for k in mask.keys)
+    with pytest.raises(ValueError, match="--rewind needs"):
+        pipeline.finetune(init_model=str(dense_teacher), rewind=True, steps=1, out=str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="not both"):
+        pipeline.finetune(sparsity=0.5, structured=0.5, steps=1, out=str(tmp_path / "x"))
 
 
 def _finetune_and_check(out, tmp_path, **extra):

@@ -62,6 +62,10 @@ class RPPCallback(keras.callbacks.Callback):
         log_dir: if given, per-layer sparsity, total sparsity, target and lambda
             are written there as TensorBoard scalars, like tfmot's
             `PruningSummaries`.
+        rewind: at hardening, the weights kept return to their values when
+            this `fit` began (`tf_rpp.hardening.rewind`): the proximal steps
+            chose the pattern, and the kept weights start recovery unshrunk
+            (e.g. at the dense fine-tuned model's values when pruning it).
 
     A NaN or infinite loss stops training at once with a `FloatingPointError`
     (before any mask is derived from the broken weights).
@@ -81,7 +85,7 @@ class RPPCallback(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, schedule=None, scope="global", adapt_rate=8.0, log_every=100, log_dir=None):
+    def __init__(self, schedule=None, scope="global", adapt_rate=8.0, log_every=100, log_dir=None, rewind=False):
         super().__init__()
         schedule_class = _pruning_schedule_class()
         if schedule is not None and not isinstance(schedule, schedule_class):
@@ -101,6 +105,8 @@ class RPPCallback(keras.callbacks.Callback):
         self.end_step = _end_step(schedule)
         if schedule is not None and self.end_step is not None:
             _check_target(schedule(tf.constant(self.end_step, tf.int64))[1], self.end_step)
+        self.rewind = bool(rewind)
+        self._start = None
         self._writer = None
         self._last = {}
 
@@ -126,6 +132,8 @@ class RPPCallback(keras.callbacks.Callback):
             optimizer.build(self.model.trainable_variables)
         if self.log_dir is not None and self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
+        if self.rewind and not optimizer.frozen:
+            self._start = optimizer.weights_by_key()
         self._measure(int(optimizer.iterations.numpy()), target=None)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -164,6 +172,9 @@ class RPPCallback(keras.callbacks.Callback):
             step=step, optimizer=type(optimizer).__name__,
             schedule=type(self.schedule).__name__ if self.schedule is not None else None,
         ))
+        if self._start is not None:
+            hardening.rewind(optimizer, self._start)
+            self._start = None
         self._measure(step, target)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -160,6 +160,31 @@ def _layer_tensors(backbone):
     return [backbone.get_layer(n).output for n in names]
 
 
+def layer_error(student, teacher, batches):
+    """Mean over layers and batches of the relative squared error of `student`'s layer outputs.
+
+    The quantity `LayerDistiller` minimises (`sum (s - t)^2 / sum t^2` at the
+    non-padding positions), measured on held-out feature batches: 0 for a
+    copy of the teacher.
+
+    Example:
+
+    ```python
+    error = layer_error(pruned_backbone, dense_backbone, held_out_batches)   # e.g. 0.05
+    ```
+    """
+    student_layers, teacher_layers = encoder_outputs(student), encoder_outputs(teacher)
+    errors = []
+    for x in batches:
+        x = x[0] if isinstance(x, tuple) else x
+        features = {name: x[name] for name in ("token_ids", "segment_ids", "padding_mask")}
+        weights = ops.cast(features["padding_mask"], "float32")[..., None]
+        terms = [ops.sum(weights * ops.square(s - t)) / (ops.sum(weights * ops.square(t)) + 1e-6)
+                 for s, t in zip(student_layers(features, training=False), teacher_layers(features, training=False))]
+        errors.append(float(ops.mean(ops.stack(terms))))
+    return sum(errors) / max(1, len(errors))
+
+
 @keras.saving.register_keras_serializable(package="tf_rpp")
 class LayerDistiller(keras.Model):
     """A keras-hub BERT task model that also matches a frozen teacher's layer outputs.
@@ -184,7 +209,9 @@ class LayerDistiller(keras.Model):
     Args:
         task: the student, a `keras_hub.models.BertMaskedLM` or
             `BertTextClassifier` (or any task with a keras-hub BERT
-            `backbone` and the same heads).
+            `backbone` and the same heads), or a bare BERT backbone: then
+            the layer term is the whole objective (task-agnostic
+            distillation; compile with `loss=None` and feed features only).
         teacher: a keras-hub backbone with the same number of layers and
             hidden size; made non-trainable and run in inference mode.
         alpha: weight of the layer term (>= 0).
@@ -205,14 +232,14 @@ class LayerDistiller(keras.Model):
         super().__init__(**kwargs)
         if not float(alpha) >= 0.0:
             raise ValueError(f"`alpha` must be >= 0; received {alpha}.")
-        if not (hasattr(task, "masked_lm_head") or hasattr(task, "output_dense")):
+        backbone = getattr(task, "backbone", task)
+        if backbone is not task and not (hasattr(task, "masked_lm_head") or hasattr(task, "output_dense")):
             raise ValueError(f"{task.name} is neither a BertMaskedLM nor a BertTextClassifier: it has no "
                              "`masked_lm_head` or `output_dense` to put on the distilled backbone.")
         self.task = task
         self.teacher = teacher
         self.alpha = float(alpha)
         teacher.trainable = False
-        backbone = task.backbone
         # One graph over the backbone's own tensors, so the encoder runs once for both the head and the term.
         layers = _layer_tensors(backbone)
         self._student = keras.Model(backbone.input, {"layers": layers, **backbone.output},
@@ -227,13 +254,15 @@ class LayerDistiller(keras.Model):
         self.built = True  # its parts are built functional models; fit's callbacks need a built model
 
     def _head(self, outputs, inputs, training):
+        if not hasattr(self.task, "backbone"):  # a bare backbone: the layer term is the whole objective
+            return outputs["sequence_output"]
         if hasattr(self.task, "masked_lm_head"):
             return self.task.masked_lm_head(outputs["sequence_output"], inputs["mask_positions"])
         pooled = self.task.output_dropout(outputs["pooled_output"], training=training)
         return self.task.output_dense(pooled)
 
     def call(self, inputs, training=False):
-        features = {name: inputs[name] for name in self.task.backbone.input}
+        features = {name: inputs[name] for name in self._student.input}
         outputs = self._student(features, training=training)
         logits = self._head(outputs, inputs, training)
         if training and self.alpha > 0:

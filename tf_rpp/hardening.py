@@ -4,7 +4,8 @@ At a schedule's `end_step` the pattern is settled to exactly the final target
 (`harden`: the optimizer's `final_mask`, i.e. the smallest magnitudes for
 unstructured pruning, the weakest groups for structured) and frozen; in the
 paper's mode (no schedule) the exact zeros RPP made become the mask
-(`freeze_zeros`). Frozen is the optimizer's `frozen` variable: from then on it
+(`freeze_zeros`). `rewind` then returns the kept weights to earlier values
+(the proximal steps shrink what they keep). Frozen is the optimizer's `frozen` variable: from then on it
 only enforces the mask, and a resumed run knows it.
 
 Example:
@@ -14,6 +15,9 @@ mask = tf_rpp.hardening.harden(optimizer, target=0.8)   # optimizer.frozen is no
 ```
 """
 
+import numpy as np
+
+from tf_rpp import selection
 from tf_rpp.mask import SparsityMask
 
 
@@ -46,3 +50,35 @@ def freeze_zeros(optimizer, metadata=None):
     mask = SparsityMask({key: w != 0 for key, w in weights.items()}, {"method": "exact zeros", **(metadata or {})})
     optimizer.set_mask(mask, freeze=True)
     return mask
+
+
+def rewind(optimizer, values):
+    """Sets every pruned weight to `values` under the optimizer's mask (kept: the value; pruned: 0).
+
+    Proximal steps shrink the weights they keep as well as those they remove;
+    after the pattern is chosen, rewinding the kept weights to their values
+    before pruning (the dense fine-tuned model's, when pruning one) starts the
+    recovery from unshrunk weights, the debiasing step of the relaxed lasso
+    (Meinshausen 2007) and the rewinding of Renda et al. 2020.
+
+    Args:
+        optimizer: a built `tf_rpp.MaskedOptimizer` (or a subclass).
+        values: a dict from key to array, e.g. `optimizer.weights_by_key()`
+            taken before pruning; it must hold every pruned weight's key.
+
+    Example:
+
+    ```python
+    before = optimizer.weights_by_key()
+    ...                                     # prune
+    tf_rpp.hardening.harden(optimizer, 0.8)
+    tf_rpp.hardening.rewind(optimizer, before)
+    ```
+    """
+    mask = optimizer.get_mask()
+    missing = sorted(set(mask.keys) - set(values))
+    if missing:
+        raise ValueError(f"`values` lacks {len(missing)} pruned weight(s), e.g. {missing[:3]}.")
+    for variable in optimizer.pruned_variables:
+        key = selection.weight_key(variable)
+        variable.assign(np.where(mask[key], values[key], 0.0).astype(values[key].dtype))

@@ -68,11 +68,23 @@ def masked_lm(preset=DEFAULT_PRESET, sequence_length=128, mask_selection_rate=0.
 
 def classifier(backbone_model, preset=DEFAULT_PRESET, num_classes=2, sequence_length=128, dropout=0.1):
     """A `BertTextClassifier` on `backbone_model` with the preset's tokenizer."""
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer(preset), sequence_length=sequence_length)
+    preprocessor = text_features(preset, sequence_length)
     return keras_hub.models.BertTextClassifier(
         backbone=backbone_model, num_classes=num_classes, preprocessor=preprocessor, dropout=dropout,
         activation=None,
     )
+
+
+def text_features(preset=DEFAULT_PRESET, sequence_length=128):
+    """The preset's text-to-features preprocessor (`token_ids`, `segment_ids`, `padding_mask`), no masking.
+
+    Example:
+
+    ```python
+    features = text_features("minilm", 64)(["a sentence", "another one"])   # a dict of [2, 64] tensors
+    ```
+    """
+    return keras_hub.models.BertTextClassifierPreprocessor(tokenizer(preset), sequence_length=sequence_length)
 
 
 def clone_backbone(backbone_model):
@@ -125,3 +137,27 @@ def pooler_frozen(backbone_model):
     finally:
         if layer is not None:
             layer.trainable = was_trainable
+
+
+@contextlib.contextmanager
+def preprocessor_detached(task):
+    """Inside the block, a keras-hub task has no preprocessor (its data is preprocessed already).
+
+    keras-hub's `Task.fit` maps its preprocessor over the data it is given;
+    batches that were preprocessed (and perhaps cut to their length,
+    `tf_rpp.data.length_grouped`) must not go through it again.
+
+    Example:
+
+    ```python
+    with preprocessor_detached(classifier):
+        classifier.fit(preprocessed_batches, steps_per_epoch=300)
+    classifier.predict(["raw text works again"])
+    ```
+    """
+    preprocessor = task.preprocessor
+    task.preprocessor = None
+    try:
+        yield task
+    finally:
+        task.preprocessor = preprocessor

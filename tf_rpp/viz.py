@@ -205,6 +205,47 @@ def plot_speed_accuracy(rows, path=None, title=None):
     return _finish(fig, path)
 
 
+def plot_frontier(rows, path=None, variant="int8", title=None):
+    """Accuracy (seed mean +- std) against `.tflite` latency and file size, one point per method.
+
+    Args:
+        rows: dicts as `bench/frontier.py` writes: `task`, `cell`, `accuracy`
+            (`mean`, `std`) and `tflite[variant]` (`latency_ms_1_thread`,
+            `bytes`); rows without `tflite` are skipped.
+        variant: `"int8"` (dynamic range) or `"float32"`.
+
+    Example:
+
+    >>> rows = [{"task": "rt_polarity", "cell": "dense", "accuracy": {"mean": 0.87, "std": 0.004},
+    ...          "tflite": {"int8": {"latency_ms_1_thread": 6.8, "bytes": 23e6}}},
+    ...         {"task": "rt_polarity", "cell": "structured_50", "accuracy": {"mean": 0.85, "std": 0.01},
+    ...          "tflite": {"int8": {"latency_ms_1_thread": 3.5, "bytes": 17e6}}}]
+    >>> fig = plot_frontier(rows)
+    """
+    plt = _pyplot()
+    points = [r for r in rows if variant in r.get("tflite", {})]
+    tasks = list(dict.fromkeys(r["task"] for r in points))
+    fig, axes = plt.subplots(len(tasks) or 1, 2, figsize=(10, 3.8 * max(1, len(tasks))), squeeze=False)
+    styles = {"dense": ("s", "#555555"), "down": ("^", "#2c7fb8"), "up": ("v", "#7b3294"), "structured": ("o", "#c0392b")}
+    for row_axes, task in zip(axes, tasks):
+        for ax, key, label in ((row_axes[0], "latency_ms_1_thread", f"batch-1 latency, 1 thread, {variant} (ms)"),
+                               (row_axes[1], "bytes", f".tflite size, {variant} (MB)")):
+            for r in (p for p in points if p["task"] == task):
+                kind = "structured" if r["cell"].startswith("structured") else r.get("kind", "down")
+                marker, color = styles.get(kind, ("o", "#333333"))
+                x = r["tflite"][variant][key] / (1e6 if key == "bytes" else 1.0)
+                ax.errorbar([x], [r["accuracy"]["mean"]], yerr=[r["accuracy"]["std"]], fmt=marker, color=color,
+                            capsize=3)
+                ax.annotate(r["cell"], (x, r["accuracy"]["mean"]), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7)
+            ax.set_xlabel(label)
+            ax.set_ylabel(f"{task} dev accuracy (seed mean +- std)")
+            ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1.02)
+    return _finish(fig, path)
+
+
 def word_representations(backbone, tokenizer, words, batch_size=64):
     """Each word's final-layer vector when the encoder reads it alone.
 

@@ -1,11 +1,17 @@
-"""Upstream pruning: learn a universal sparsity mask on the masked-LM objective.
+"""Upstream pruning: learn a universal sparsity mask on the model's pre-training objective.
 
-Steps: (1) warm up the MLM head with the backbone frozen (MiniLM ships none),
-(2) prune the encoder kernels with RPP (or the magnitude baseline) driven by a
-tfmot PolynomialDecay to `target_sparsity`, or with a fixed `l1_strength`,
-optionally (`distill`) while matching the dense model's layer outputs,
-(3) write the mask, the pruned backbone as a keras-hub preset, a per-layer
-sparsity report, held-out MLM accuracy before and after, and TensorBoard logs.
+The objective is the paper's masked LM (`objective="mlm"`), or, for models
+pretrained by distillation and without an MLM head like MiniLM, task-agnostic
+distillation (`objective="distill"`): the pruned encoder matches the dense
+preset's layer outputs on generic text, and no MLM head is involved.
+
+Steps: (1) with MLM, warm up the MLM head with the backbone frozen (MiniLM
+ships none), (2) prune the encoder kernels with RPP (or the magnitude
+baseline) driven by a tfmot PolynomialDecay to `target_sparsity`, or with a
+fixed `l1_strength`, optionally (`distill`) while matching the dense model's
+layer outputs, (3) write the mask, the pruned backbone as a keras-hub preset,
+a per-layer sparsity report, held-out MLM accuracy (or layer error) before
+and after, and TensorBoard logs.
 
 Interrupted? Run again with `resume=True` (`--resume`): the warm-up is kept and
 pruning continues from the last completed epoch (BackupAndRestore).
@@ -49,6 +55,10 @@ class PruneConfig:
     corpus: str = option("packaged", "'packaged' (BBC News + rt_polarity train sentences) or a UTF-8 text file, "
                          "one text per line")
     out: str = option("runs/prune", "output folder")
+    objective: str = option("mlm", "what the pruned encoder is trained on: distill (task-agnostic distillation: "
+                            "match the dense preset's layer outputs on the corpus, no MLM head; for models pretrained "
+                            "by distillation or without an MLM head, like MiniLM) or mlm (the paper's masked-LM "
+                            "objective, plus --distill times the layer term)", choices=("distill", "mlm"))
     method: str = option("rpp", "rpp (reweighted proximal pruning) or magnitude (the NIP baseline, same schedule)",
                          choices=("rpp", "magnitude"))
     target_sparsity: float = option(0.6, "final sparsity of the encoder kernels, reached by a tfmot PolynomialDecay")
@@ -58,11 +68,11 @@ class PruneConfig:
     end_fraction: float = option(0.8, "the schedule reaches the target at this fraction of --steps; the rest "
                                  "trains with the mask frozen")
     frequency: int = option(10, "the schedule's pruning frequency in steps")
-    warmup_steps: int = option(150, "MLM-head warm-up steps, backbone frozen")
+    warmup_steps: int = option(150, "with --objective mlm: MLM-head warm-up steps, backbone frozen")
     learning_rate: float = option(1e-4, "AdamW learning rate while pruning")
-    distill: float = option(0.0, "weight of upstream distillation while pruning: the pruned encoder also matches "
-                            "the dense preset's layer outputs on the same texts (relative squared error, mean over "
-                            "layers), added to the MLM loss; 0 is the paper's MLM objective alone")
+    distill: float = option(0.0, "with --objective mlm: weight of upstream distillation while pruning: the pruned "
+                            "encoder also matches the dense preset's layer outputs on the same texts (relative squared "
+                            "error, mean over layers), added to the MLM loss; 0 is the paper's MLM objective alone")
     reweight_every: int = option(10, "RPP reweighting period in steps")
     sequence_length: int = option(64, "tokens per text")
     batch_size: int = option(32, "global batch size")
@@ -107,10 +117,12 @@ class PruneResult:
     layer_sparsity: dict
     pruned_weights: int
     masked_weights: int
-    mlm_accuracy_before: float
-    mlm_accuracy_after: float
+    objective: str = "mlm"
+    mlm_accuracy_before: float = None
+    mlm_accuracy_after: float = None
     mlm_accuracy_pretrained_head_untrained: float = None
     distill_loss_last_epoch: float = None
+    layer_error_after: float = None
     wall_time_s: float = 0.0
 
     def to_dict(self):
@@ -220,20 +232,28 @@ def _prune(config):
     os.makedirs(config.out, exist_ok=True)
     started = time.time()
     keras.utils.set_random_seed(config.seed)
-    masked_lm = models.masked_lm(config.preset, sequence_length=config.sequence_length)
-    train, eval_batches = _datasets(config, masked_lm.preprocessor)
-    masked_lm.preprocessor = None  # the pipeline above preprocesses
-    optimizer, history, accuracies = _train(config, masked_lm, train, eval_batches)
-    return _write(config, masked_lm, optimizer, history, accuracies, eval_batches, started)
+    if config.objective == "mlm":
+        model = models.masked_lm(config.preset, sequence_length=config.sequence_length)
+        backbone = model.backbone
+    else:  # task-agnostic distillation: the bare backbone, features without masking
+        model = backbone = models.backbone(config.preset)
+    preprocessor = model.preprocessor if config.objective == "mlm" else models.text_features(
+        config.preset, config.sequence_length)
+    train, eval_batches = _datasets(config, preprocessor)
+    if config.objective == "mlm":
+        model.preprocessor = None  # the pipeline above preprocesses
+    optimizer, history, accuracies, teacher = _train(config, model, backbone, train, eval_batches)
+    return _write(config, model, backbone, optimizer, history, accuracies, eval_batches, teacher, started)
 
 
-def _train(config, masked_lm, train, eval_batches):
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    accuracies = _warm_up(config, masked_lm, train, eval_batches, loss)
-    print(f"held-out MLM accuracy before pruning: {accuracies['mlm_accuracy_before']:.4f}")
+def _train(config, model, backbone, train, eval_batches):
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if config.objective == "mlm" else None
+    accuracies = {}
+    if config.objective == "mlm":
+        accuracies = _warm_up(config, model, train, eval_batches, loss)
+        print(f"held-out MLM accuracy before pruning: {accuracies['mlm_accuracy_before']:.4f}")
 
-    frozen = [] if (config.train_embeddings or config.include_embeddings) else models.freeze_embeddings(
-        masked_lm.backbone)
+    frozen = [] if (config.train_embeddings or config.include_embeddings) else models.freeze_embeddings(backbone)
     if frozen:
         print(f"embeddings kept fixed while pruning: {', '.join(frozen)}")
     inner = keras.optimizers.AdamW(config.learning_rate, weight_decay=0.01)
@@ -248,19 +268,22 @@ def _train(config, masked_lm, train, eval_batches):
         end_step = max(1, int(config.steps * config.end_fraction))
         schedule = tfmot.sparsity.keras.PolynomialDecay(
             0.0, config.target_sparsity, begin_step=0, end_step=end_step, frequency=config.frequency)
-    trained = masked_lm
-    if config.distill > 0:
+    trained, teacher = model, None
+    if config.distill > 0 or config.objective == "distill":
         # A copy of the backbone is the preset as loaded (frozen during the warm-up; on --resume the
         # pruned weights come back only inside fit), so the preset is not read from disk twice.
-        teacher = models.clone_backbone(masked_lm.backbone)
-        trained = distill.LayerDistiller(masked_lm, teacher, alpha=config.distill)
-        print(f"distilling the dense preset's layer outputs while pruning (weight {config.distill})")
+        teacher = models.clone_backbone(backbone)
+        alpha = config.distill if config.objective == "mlm" else 1.0
+        trained = distill.LayerDistiller(model, teacher, alpha=alpha)
+        print("distilling the dense preset's layer outputs while pruning"
+              + (f" (weight {config.distill})" if config.objective == "mlm" else " (the whole objective)"))
     epochs = math.ceil(config.steps / config.steps_per_epoch)
     what = f"PolynomialDecay to {config.target_sparsity:.0%}" if schedule else f"fixed lambda {config.l1_strength}"
-    print(f"[2/3] {config.method} for {epochs * config.steps_per_epoch} steps, {what}")
+    print(f"[2/3] {config.method} on {config.objective} for {epochs * config.steps_per_epoch} steps, {what}")
     # The MLM objective never reads the pooler: frozen, Keras does not warn about its missing gradients.
-    with models.pooler_frozen(masked_lm.backbone):
-        trained.compile(optimizer=optimizer, loss=loss, weighted_metrics=["accuracy"], jit_compile=config.jit_compile)
+    with models.pooler_frozen(backbone):
+        trained.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile,
+                        weighted_metrics=["accuracy"] if config.objective == "mlm" else None)
         history = trained.fit(
             train, steps_per_epoch=config.steps_per_epoch, epochs=epochs, verbose=config.verbose, shuffle=False,
             callbacks=[
@@ -270,35 +293,40 @@ def _train(config, masked_lm, train, eval_batches):
         )
     if not optimizer.frozen:
         raise RuntimeError("Pruning ended before the mask was final; raise --steps or lower --end-fraction.")
-    return optimizer, history, accuracies
+    return optimizer, history, accuracies, teacher
 
 
-def _write(config, masked_lm, optimizer, history, accuracies, eval_batches, started):
+def _write(config, model, backbone, optimizer, history, accuracies, eval_batches, teacher, started):
     print("[3/3] writing the mask, the pruned preset and the report")
     mask = optimizer.get_mask()
     mask.metadata.update(preset=str(config.preset), method=config.method, steps=config.steps)
     mask_path = os.path.join(config.out, "mask.npz")
     mask.save(mask_path)
     preset_dir = os.path.join(config.out, "preset")
-    masked_lm.backbone.save_to_preset(preset_dir)
+    backbone.save_to_preset(preset_dir)
     models.tokenizer(config.preset).save_to_preset(preset_dir)
     summary = mask.summary(print_fn=False)
     atomic_write(os.path.join(config.out, "sparsity_report.txt"), (summary + "\n").encode())
-    distill_loss = history.history.get("distill_loss") if config.distill > 0 else None
+    distill_loss = history.history.get("distill_loss") if teacher is not None else None
     result = PruneResult(
         out=config.out, mask_path=mask_path, preset_dir=preset_dir,
         sparsity=mask.sparsity, weight_sparsity=optimizer.sparsity(), layer_sparsity=mask.layer_sparsity(),
         pruned_weights=mask.num_pruned, masked_weights=mask.num_weights,
-        mlm_accuracy_before=accuracies["mlm_accuracy_before"],
-        mlm_accuracy_after=mlm_accuracy(masked_lm, eval_batches),
+        objective=config.objective,
+        mlm_accuracy_before=accuracies.get("mlm_accuracy_before"),
+        mlm_accuracy_after=mlm_accuracy(model, eval_batches) if config.objective == "mlm" else None,
         mlm_accuracy_pretrained_head_untrained=accuracies.get("mlm_accuracy_pretrained_head_untrained"),
         # Relative squared error of the layer outputs against the dense model, mean of the last epoch.
         distill_loss_last_epoch=float(distill_loss[-1]) if distill_loss else None,
+        layer_error_after=distill.layer_error(backbone, teacher, eval_batches) if teacher is not None else None,
         wall_time_s=time.time() - started,
     )
     report = {"args": dataclasses.asdict(config), **result.to_dict()}
     atomic_write(os.path.join(config.out, "report.json"), json.dumps(report, indent=2).encode())
     print(summary)
-    print(f"sparsity {mask.sparsity:.4f}; held-out MLM accuracy {result.mlm_accuracy_before:.4f} -> "
-          f"{result.mlm_accuracy_after:.4f}; wrote {mask_path}, {preset_dir}, report.json")
+    measured = (f"held-out MLM accuracy {result.mlm_accuracy_before:.4f} -> {result.mlm_accuracy_after:.4f}"
+                if config.objective == "mlm" else "")
+    if result.layer_error_after is not None:
+        measured += ("; " if measured else "") + f"held-out layer error vs dense {result.layer_error_after:.4f}"
+    print(f"sparsity {mask.sparsity:.4f}; {measured}; wrote {mask_path}, {preset_dir}, report.json")
     return result

@@ -1,0 +1,248 @@
+"""The accuracy frontier: how much accuracy survives pruning, at which latency and size, over seeds.
+
+Each cell is one way to make a smaller or faster MiniLM-L6, trained with the
+same fine-tuning budget (`--steps` at batch 32) for each of `--seeds` on each of
+`--tasks`; the dense model of the same seed is its baseline, starting point
+and teacher:
+
+- `dense`: the pretrained model fine-tuned (peak rate 1e-4).
+- `rpp_down_S`, `gmp_down_S` (S = 60, 80, 90): downstream unstructured pruning,
+  the dense fine-tuned model pruned on the task itself (`RPPOptimizer`, or
+  gradual magnitude pruning) to S% of the encoder kernels over 60% of the
+  steps, then recovery with the mask fixed; distilling the dense model's logits
+  and layer outputs. `_rewind`: at hardening the kept weights return to
+  their dense values (`tf_rpp.hardening.rewind`).
+- `structured_S`: structured RPP downstream (S% of heads and of feed-forward
+  neurons removed, `GroupRPPOptimizer`), same distillation, then shrunk.
+- `rpp_up_S`: the paper's flow: a universal mask learned upstream with RPP
+  (`tf_rpp.pipeline.prune`, per seed), then fine-tuned with the mask fixed
+  and the same distillation.
+
+Latency and size come from the seed-0 model of each cell, exported to
+`.tflite` (float32 and dynamic-range int8, structured cells shrunk first) and
+timed at batch 1 with 1 and 2 threads (`ai_edge_litert`, median `invoke()`).
+
+Resumable: every run writes `runs/frontier/<task>/<cell>/seed<k>/results.json`;
+existing ones are kept, so run it again after an interruption (or to add
+seeds or cells). Results: `bench/results/frontier.{json,md}`,
+`docs/images/frontier.png`.
+
+    python bench/frontier.py --tasks rt_polarity --cells dense,rpp_down_80,structured_50   # train what is missing
+    python bench/frontier.py --report-only                                                 # measure and write
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import tf_rpp  # noqa: F401  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
+
+from tf_rpp import export  # noqa: E402
+from tf_rpp import pipeline  # noqa: E402
+from tf_rpp import shrink  # noqa: E402
+from tf_rpp import viz  # noqa: E402
+from tf_rpp.files import atomic_write  # noqa: E402
+from tflite_size_latency import latency_ms  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+DISTILL = dict(teacher_layers=10.0)
+
+
+def _cells():
+    cells = {"dense": dict(kind="dense", learning_rate=1e-4)}
+    for level in (60, 80, 90):
+        for method, short in (("rpp", "rpp"), ("magnitude", "gmp")):
+            for rewind in (False, True):
+                name = f"{short}_down_{level}" + ("_rewind" if rewind else "")
+                cells[name] = dict(kind="down", sparsity=level / 100, method=method, rewind=rewind,
+                                   learning_rate=1e-4)
+        cells[f"rpp_up_{level}"] = dict(kind="up", sparsity=level / 100, learning_rate=3e-4)
+    for level in (50, 60, 67, 75):
+        for rewind in (False, True):
+            cells[f"structured_{level}" + ("_rewind" if rewind else "")] = dict(
+                kind="down", structured=level / 100, rewind=rewind, learning_rate=3e-4)
+    return cells
+
+
+CELLS = _cells()
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", default="rt_polarity", help="comma-separated (default rt_polarity)")
+    p.add_argument("--cells", default="dense,rpp_down_80,structured_50",
+                   help=f"comma-separated, of: {', '.join(CELLS)}")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated (default 0,1,2)")
+    p.add_argument("--steps", type=int, default=300, help="fine-tuning steps of every run (default 300)")
+    p.add_argument("--upstream-steps", type=int, default=250, help="RPP steps of rpp_up_* (default 250)")
+    p.add_argument("--runs", default="runs/frontier", help="where the models go (default runs/frontier)")
+    p.add_argument("--latency-runs", type=int, default=50, help="timed invokes per latency (default 50)")
+    p.add_argument("--report-only", action="store_true", help="train nothing; measure and write what exists")
+    p.add_argument("--train-only", action="store_true", help="train what is missing; no export or report")
+    return p
+
+
+def _folder(args, task, cell, seed):
+    return os.path.join(args.runs, task, cell, f"seed{seed}")
+
+
+def _done(folder):
+    path = os.path.join(folder, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def train(args, task, cell, seed):
+    """Trains one run unless its results exist; returns its `results.json` dict."""
+    folder = _folder(args, task, cell, seed)
+    found = _done(folder)
+    if found is not None:
+        return found
+    spec = CELLS[cell]
+    common = dict(task=task, steps=args.steps, seed=seed, verbose=2, learning_rate=spec["learning_rate"])
+    print(f"=== {task} {cell} seed {seed} ({time.strftime('%H:%M:%S')})", flush=True)
+    if spec["kind"] == "dense":
+        return pipeline.finetune(out=folder, **common).to_dict()
+    dense = train(args, task, "dense", seed)["model_path"]
+    if spec["kind"] == "up":
+        upstream = pipeline.prune(out=os.path.join(args.runs, "upstream", cell, f"seed{seed}"),
+                                  target_sparsity=spec["sparsity"], steps=args.upstream_steps, distill=50.0,
+                                  seed=seed, verbose=2, resume=True)
+        result = pipeline.finetune(out=folder, preset=upstream.preset_dir, mask=upstream.mask_path,
+                                   teacher=dense, **DISTILL, **common).to_dict()
+        result["upstream_wall_time_s"] = upstream.wall_time_s
+    else:
+        pruning = {k: spec[k] for k in ("sparsity", "method", "structured", "rewind") if k in spec}
+        result = pipeline.finetune(out=folder, init_model=dense, teacher=dense, **DISTILL, **pruning,
+                                   **common).to_dict()
+    atomic_write(os.path.join(folder, "results.json"), json.dumps(result, indent=2).encode())
+    return result
+
+
+def measure(args, task, cell):
+    """Bytes and batch-1 latency of the cell's seed-0 model, float32 and dynamic int8 (cached)."""
+    folder = _folder(args, task, cell, 0)
+    cache = os.path.join(folder, "latency.json")
+    if os.path.exists(cache):
+        with open(cache, encoding="utf-8") as f:
+            return json.load(f)
+    result = _done(folder)
+    model = tf_rpp.load_model(result["model_path"], compile=False)
+    if CELLS[cell].get("structured"):
+        model = shrink.shrink_classifier(model)
+    text = "a gripping, beautifully acted film that never lets go of its audience ."
+    rows = {}
+    for variant, quantize in (("float32", None), ("int8", "dynamic")):
+        path = os.path.join(folder, f"model_{variant}.tflite")
+        export.export_tflite(model, path, sequence_length=64, sparse=True, quantize=quantize)
+        rows[variant] = {"bytes": os.path.getsize(path),
+                         "latency_ms_1_thread": latency_ms(path, text, 1, args.latency_runs)[0],
+                         "latency_ms_2_threads": latency_ms(path, text, 2, args.latency_runs)[0]}
+    atomic_write(cache, json.dumps(rows, indent=2).encode())
+    return rows
+
+
+def _spread(values):
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+def summarize(args, tasks, cells, seeds):
+    """Per task and cell: every seed's metric, their spread, the drop from dense, compute, latency, size."""
+    rows = []
+    for task in tasks:
+        dense_runs = {s: _done(_folder(args, task, "dense", s)) for s in seeds}
+        for cell in cells:
+            runs = {s: _done(_folder(args, task, cell, s)) for s in seeds}
+            runs = {s: r for s, r in runs.items() if r is not None}
+            if not runs:
+                continue
+            metric = next(iter(next(iter(runs.values()))["metrics"]))
+            values = [r["metrics"][metric] for r in runs.values()]
+            paired = [r["metrics"][metric] - dense_runs[s]["metrics"][metric] for s, r in runs.items()
+                      if dense_runs.get(s) is not None]
+            own = [r["wall_time_s"] + r.get("upstream_wall_time_s", 0.0) for r in runs.values()]
+            spec = CELLS[cell]
+            row = {"task": task, "cell": cell, "kind": spec["kind"], "metric": metric, "seeds": sorted(runs),
+                   "per_seed": {str(s): r["metrics"][metric] for s, r in sorted(runs.items())},
+                   "accuracy": _spread(values), "drop_vs_dense": _spread([-d for d in paired]) if paired else None,
+                   "sparsity": spec.get("sparsity"), "structured": spec.get("structured"),
+                   "compute_s_mean": statistics.mean(own),
+                   "starts_from_dense": spec["kind"] != "dense"}
+            if not args.train_only and 0 in runs:
+                row["tflite"] = measure(args, task, cell)
+            rows.append(row)
+    for row in rows:
+        dense = next((r for r in rows if r["task"] == row["task"] and r["cell"] == "dense"), None)
+        if dense and "tflite" in row and "tflite" in dense:
+            for variant, measured in row["tflite"].items():
+                base = dense["tflite"][variant]
+                measured["speedup_1_thread"] = base["latency_ms_1_thread"] / measured["latency_ms_1_thread"]
+                measured["size_fraction"] = measured["bytes"] / base["bytes"]
+    return rows
+
+
+def markdown(rows, args):
+    lines = [f"MiniLM-L6 (all-MiniLM-L6-v2), {args.steps} fine-tuning steps at batch 32 per run, seeds "
+             f"{args.seeds}; accuracy on the dev set, mean +- sample std over seeds; drop = dense minus pruned, "
+             "paired by seed. Latency: `.tflite` batch 1, 64 tokens, median of "
+             f"{args.latency_runs} invokes (ai_edge_litert, XNNPACK); size: file bytes (sparse encoding). "
+             "Compute: mean wall time of a run on this 2-core machine (cells that start from the dense model "
+             "also need it).", "",
+             "| task | cell | seeds | accuracy | drop vs dense (pts) | worst seed drop | int8 ms 1 thr | "
+             "speed-up int8 | fp32 ms 1 thr | speed-up fp32 | int8 MB | fp32 MB | compute per run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        acc, drop = r["accuracy"], r["drop_vs_dense"]
+        t = r.get("tflite", {})
+        i8, f32 = t.get("int8", {}), t.get("float32", {})
+        dropped = (f"{100 * drop['mean']:+.2f} +- {100 * drop['std']:.2f} | {100 * drop['max']:+.2f}"
+                   if drop and r["cell"] != "dense" else "- | -")
+        speed = " | ".join(
+            f"{d[key]:.2f}{unit}" if key in d else "-"
+            for d in (i8, f32) for key, unit in (("latency_ms_1_thread", ""), ("speedup_1_thread", "x")))
+        sizes = " | ".join(f"{d['bytes'] / 1e6:.1f}" if d else "-" for d in (i8, f32))
+        lines.append(f"| {r['task']} | {r['cell']} | {len(r['seeds'])} | {acc['mean']:.4f} +- {acc['std']:.4f} | "
+                     f"{dropped} | {speed} | {sizes} | {r['compute_s_mean'] / 60:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    tasks = [t for t in args.tasks.split(",") if t]
+    cells = [c for c in args.cells.split(",") if c]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    unknown = [c for c in cells if c not in CELLS]
+    if unknown:
+        raise SystemExit(f"frontier: unknown cell(s) {unknown}; known: {', '.join(CELLS)}")
+    if not args.report_only:
+        for task in tasks:
+            for seed in seeds:  # seed-major: every cell gets its first seed early
+                for cell in cells:
+                    train(args, task, cell, seed)
+    if args.train_only:
+        return
+    rows = summarize(args, tasks, cells, seeds)
+    results_dir = os.path.join(ROOT, "bench", "results")
+    old = {}
+    json_path = os.path.join(results_dir, "frontier.json")
+    if os.path.exists(json_path):  # rows of other tasks or cells measured earlier stay
+        with open(json_path, encoding="utf-8") as f:
+            old = {(r["task"], r["cell"]): r for r in json.load(f)["rows"]}
+    old.update({(r["task"], r["cell"]): r for r in rows})
+    merged = sorted(old.values(), key=lambda r: (r["task"], list(CELLS).index(r["cell"])))
+    summary = {"command": "python bench/frontier.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+               "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "steps": args.steps, "rows": merged}
+    atomic_write(json_path, json.dumps(summary, indent=2).encode())
+    atomic_write(os.path.join(results_dir, "frontier.md"), markdown(merged, args).encode())
+    viz.plot_frontier(merged, os.path.join(ROOT, "docs", "images", "frontier.png"))
+    print(markdown(merged, args))
+
+
+if __name__ == "__main__":
+    main()

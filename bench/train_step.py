@@ -11,6 +11,9 @@ sequence length 64, keras-hub's dropout 0.1. Options, each timed over the same b
   sentence (the padding mask makes the result identical to padding to 64), so short sentences cost
   less; one XLA compile per bucket, timed separately;
 - `xla+buckets+frozen_embedding`: both;
+- `xla+length_groups` (the recipes' default): batches of similar-length sentences
+  (`tf_rpp.data.length_grouped`: groups of 16, 32, 48 and 64 tokens), so a batch of short
+  sentences is short; four compiles; `+frozen_embedding` as above;
 - `xla+mixed_bfloat16`: bf16 compute (no AVX-512 BF16 or AMX on this CPU: expected slower);
 - `mlm_distill_graph` / `mlm_distill_xla`: the main job's pruning step, `RPPOptimizer(AdamW)` on
   the masked-LM objective with upstream layer distillation (weight 50, a dense teacher forward
@@ -50,6 +53,8 @@ OPTIONS = {
     "xla+frozen_embedding": dict(jit=True, freeze=True),
     "xla+buckets": dict(jit=True, buckets=True),
     "xla+buckets+frozen_embedding": dict(jit=True, buckets=True, freeze=True),
+    "xla+length_groups": dict(jit=True, length_groups=True),
+    "xla+length_groups+frozen_embedding": dict(jit=True, length_groups=True, freeze=True),
     "xla+mixed_bfloat16": dict(jit=True, policy="mixed_bfloat16"),
     "mlm_distill_graph": dict(jit=False, mlm=True),
     "mlm_distill_xla": dict(jit=True, mlm=True),
@@ -110,7 +115,16 @@ def mlm_model(preset, sequence_length, jit, texts, batch_size, count):
     return trained, prepared
 
 
-def run_option(name, option, preset, sequence_length, data_batches, steps, flops_config, peak, texts=None):
+def grouped_batches(preprocessor, texts, labels, batch_size, count, seed):
+    """`count` batches as the recipes draw them by default: length-grouped (`tf_rpp.data.length_grouped`)."""
+    features = tf.data.Dataset.from_tensor_slices((texts, np.asarray(labels, "int32"))).map(
+        lambda x, y: (preprocessor(x), y))
+    grouped = data.length_grouped(features.shuffle(len(texts), seed=seed).repeat(), batch_size)
+    return [({k: v.numpy() for k, v in x.items()}, y.numpy()) for x, y in grouped.take(count)]
+
+
+def run_option(name, option, preset, sequence_length, data_batches, steps, flops_config, peak, texts=None,
+               grouped=None):
     keras.backend.clear_session()
     keras.mixed_precision.set_global_policy(option.get("policy", "float32"))
     keras.utils.set_random_seed(0)
@@ -124,7 +138,8 @@ def run_option(name, option, preset, sequence_length, data_batches, steps, flops
         classifier.compile(optimizer=keras.optimizers.AdamW(1e-4, weight_decay=0.01),
                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                            jit_compile=option["jit"])
-        prepared = [(trim(x) if option.get("buckets") else x, y) for x, y in data_batches]
+        prepared = grouped if option.get("length_groups") else [
+            (trim(x) if option.get("buckets") else x, y) for x, y in data_batches]
     compile_s, seen = 0.0, set()
     for x, y, *w in prepared:  # compile every shape first (one per bucket)
         length = x["token_ids"].shape[1]
@@ -192,6 +207,7 @@ def main(argv=None):
     preprocessor = models.classifier(models.backbone(preset), preset, 2, args.sequence_length).preprocessor
     data_batches = batches(preprocessor, texts, labels, args.batch_size, args.steps, seed=0)
     lengths = [int(x["padding_mask"].sum(axis=1).max()) for x, _ in data_batches]
+    grouped = grouped_batches(preprocessor, texts, labels, args.batch_size, args.steps, seed=0)
     peak = matmul_peak_gflops()
     config = models.backbone(preset).get_config()
     result = {"command": "python bench/train_step.py " + " ".join(argv or []),
@@ -208,7 +224,7 @@ def main(argv=None):
     for name in chosen:
         print(f"--- {name}", flush=True)
         row = run_option(name, OPTIONS[name], preset, args.sequence_length, data_batches, args.steps, config, peak,
-                         texts=data.mlm_corpus() if OPTIONS[name].get("mlm") else None)
+                         texts=data.mlm_corpus() if OPTIONS[name].get("mlm") else None, grouped=grouped)
         print(json.dumps(row), flush=True)
         result["rows"].append(row)
         result["rows"].sort(key=lambda r: list(OPTIONS).index(r["option"]))

@@ -155,3 +155,31 @@ def test_layer_distiller_checks_its_inputs_and_round_trips():
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(distiller))
     assert isinstance(restored, distill.LayerDistiller) and restored.alpha == 3.0
     assert not restored.teacher.trainable
+
+
+def test_task_agnostic_distillation_of_a_bare_backbone_pulls_it_to_the_teacher():
+    """A backbone as the task: the layer term is the whole loss; layer_error measures it on held-out batches."""
+    from tiny import mlm_arrays
+    from tiny import tiny_backbone
+
+    from tf_rpp import models
+
+    keras.utils.set_random_seed(1)
+    teacher = tiny_backbone()
+    keras.utils.set_random_seed(2)
+    student = tiny_backbone()
+    x, _, _ = mlm_arrays(n=64, seed=3)
+    features = {k: x[k] for k in ("token_ids", "segment_ids", "padding_mask")}
+    held_out = [{k: v[:32] for k, v in features.items()}]
+    assert distill.layer_error(teacher, models.clone_backbone(teacher), held_out) == pytest.approx(0.0, abs=1e-6)
+    before = distill.layer_error(student, teacher, held_out)
+    s = [np.asarray(h, "float64") for h in distill.encoder_outputs(student)(held_out[0])]
+    t = [np.asarray(h, "float64") for h in distill.encoder_outputs(teacher)(held_out[0])]
+    assert before == pytest.approx(np.mean(_relative_errors(s, t, held_out[0]["padding_mask"])), rel=1e-4)
+    distiller = distill.LayerDistiller(student, teacher, alpha=1.0)
+    np.testing.assert_allclose(distiller(held_out[0]), student(held_out[0])["sequence_output"], atol=1e-5)
+    distiller.compile(optimizer=keras.optimizers.Adam(3e-3), loss=None)
+    history = distiller.fit(tf.data.Dataset.from_tensor_slices(features).batch(16).repeat(), steps_per_epoch=10,
+                            epochs=6, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    assert distill.layer_error(student, teacher, held_out) < 0.5 * before

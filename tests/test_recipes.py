@@ -57,6 +57,19 @@ def test_pretrain_prune_writes_mask_preset_and_report(pruned):
                               dict((v.path, v) for v in original.weights)[key].numpy())
 
 
+def test_upstream_task_agnostic_distillation_objective(tmp_path):
+    # No MLM head and no warm-up: the pruned encoder matches the dense preset's layer outputs.
+    result = pipeline.prune(objective="distill", out=str(tmp_path / "p"), steps=10, steps_per_epoch=5, frequency=5,
+                            target_sparsity=0.5, eval_texts=16, **SMALL)
+    assert result.objective == "distill" and result.mlm_accuracy_after is None
+    assert result.sparsity == pytest.approx(0.5, abs=1e-3)
+    assert 0.0 < result.layer_error_after < 1.0
+    assert not os.path.exists(tmp_path / "p" / "warmup.weights.h5")
+    report = json.loads((tmp_path / "p" / "report.json").read_text())
+    assert report["args"]["objective"] == "distill" and report["layer_error_after"] == result.layer_error_after
+    _finetune_and_check(tmp_path / "p", tmp_path / "ft")
+
+
 def test_glue_finetune_keeps_the_mask_and_reports_the_metric(pruned, tmp_path):
     out, _ = pruned
     _finetune_and_check(out, tmp_path)
@@ -152,8 +165,12 @@ def _finetune_and_check(out, tmp_path, **extra):
 def test_recipes_reject_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="--target-sparsity must be in"):
         pretrain_prune.main(["--out", str(tmp_path), "--target-sparsity", "1.0"])
-    with pytest.raises(ValueError, match="--structured is the fraction"):
+    with pytest.raises(ValueError, match="--structured is a fraction in"):
         glue_finetune.main(["--out", str(tmp_path), "--structured", "1.0"])
+    with pytest.raises(ValueError, match="--sparsity is a fraction in"):
+        glue_finetune.main(["--out", str(tmp_path), "--sparsity", "0"])
+    with pytest.raises(ValueError, match="--pruning-steps must be in"):
+        pipeline.finetune(out=str(tmp_path), sparsity=0.5, steps=10, pruning_steps=20)
     with pytest.raises(ValueError, match="--teacher-layers is a weight"):
         pipeline.finetune(out=str(tmp_path), teacher_layers=5)
     with pytest.raises(ValueError, match="--distill must be >= 0"):

@@ -82,6 +82,7 @@ def build_parser():
     p.add_argument("--latency-runs", type=int, default=50, help="timed invokes per latency (default 50)")
     p.add_argument("--report-only", action="store_true", help="train nothing; measure and write what exists")
     p.add_argument("--train-only", action="store_true", help="train what is missing; no export or report")
+    p.add_argument("--no-latency", action="store_true", help="report accuracy and compute only (no .tflite export)")
     return p
 
 
@@ -174,7 +175,7 @@ def summarize(args, tasks, cells, seeds):
                    "sparsity": spec.get("sparsity"), "structured": spec.get("structured"),
                    "compute_s_mean": statistics.mean(own),
                    "starts_from_dense": spec["kind"] != "dense"}
-            if not args.train_only and 0 in runs:
+            if not (args.train_only or args.no_latency) and 0 in runs:
                 row["tflite"] = measure(args, task, cell)
             rows.append(row)
     for row in rows:
@@ -240,7 +241,8 @@ def main(argv=None):
                "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "steps": args.steps, "rows": merged}
     atomic_write(json_path, json.dumps(summary, indent=2).encode())
     atomic_write(os.path.join(results_dir, "frontier.md"), markdown(merged, args).encode())
-    viz.plot_frontier(merged, os.path.join(ROOT, "docs", "images", "frontier.png"))
+    if any("tflite" in r for r in merged):
+        viz.plot_frontier(merged, os.path.join(ROOT, "docs", "images", "frontier.png"))
     print(markdown(merged, args))
 
 

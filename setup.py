@@ -30,6 +30,8 @@ setup(
         "scikit-learn>=1.3",
         # The TFLite interpreter tf_rpp_lite prefers (tf.lite.Interpreter is deprecated).
         "ai-edge-litert>=2.3",
+        # Full-integer quantization (a16w8, selective int8) on the .tflite itself; it pins ai-edge-litert.
+        "ai-edge-quantizer==0.10.0",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],

@@ -140,7 +140,8 @@ def measure(args, task, cell):
     rows = {}
     for variant, quantize in (("float32", None), ("int8", "dynamic")):
         path = os.path.join(folder, f"model_{variant}.tflite")
-        export.export_tflite(model, path, sequence_length=64, sparse=True, quantize=quantize)
+        export.export_tflite(model, path, sequence_length=64, sparse=True, quantize=quantize,
+                             labels=result["label_names"])
         rows[variant] = {"bytes": os.path.getsize(path),
                          "latency_ms_1_thread": latency_ms(path, text, 1, args.latency_runs)[0],
                          "latency_ms_2_threads": latency_ms(path, text, 2, args.latency_runs)[0]}

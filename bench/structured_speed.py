@@ -123,7 +123,7 @@ def main(argv=None):
         for variant, quantize in VARIANTS.items():
             tflite = os.path.join(args.out, f"{name.replace(' ', '_').replace('%', '')}_{variant.replace(' ', '_')}.tflite")
             export.export_tflite(model, tflite, sequence_length=128, sparse=True, quantize=quantize,
-                                 labels=["negative", "positive"])
+                                 labels=["negative", "positive"], scores="logits")
             runner = tf_rpp_lite.TFLiteClassifier(tflite, num_threads=2)
             encoded, _ = runner.encode(texts)
             if keras_accuracy is None:

@@ -214,7 +214,8 @@ def main(argv=None):
                 print(f"{name}: vocabulary trimmed to {len(kept):,} tokens", flush=True)
             started = time.time()
             export.export_tflite(exported, path, sequence_length=args.sequence_length,
-                                 labels=["negative", "positive"], representative_data=calibration, **settings)
+                                 labels=["negative", "positive"], representative_data=calibration, scores="logits",
+                                 **settings)
             export_s = time.time() - started
             runner = tf_rpp_lite.TFLiteClassifier(path, num_threads=2)
             # A trimmed vocabulary tokenizes differently: its own ids, from its own tokenizer file.

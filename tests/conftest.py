@@ -36,6 +36,14 @@ def mirrored():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
+@pytest.fixture(scope="session")
+def small_preset(tmp_path_factory):
+    """A local preset folder: a 2-layer BERT with MiniLM's tokenizer (see `tiny.save_small_preset`)."""
+    from tiny import save_small_preset
+
+    return save_small_preset(tmp_path_factory.mktemp("small_preset"))
+
+
 @pytest.fixture
 def tmp_mask_path(tmp_path):
     return str(tmp_path / "mask.npz")

@@ -147,8 +147,10 @@ def test_layer_distiller_checks_its_inputs_and_round_trips():
         distill.LayerDistiller(tiny_masked_lm(), tiny_backbone(hidden=8))
     with pytest.raises(ValueError, match="alpha"):
         distill.LayerDistiller(tiny_masked_lm(), tiny_backbone(), alpha=-1)
+    headless = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    headless.backbone = tiny_backbone()  # a task model whose head the distiller does not know
     with pytest.raises(ValueError, match="neither"):
-        distill.LayerDistiller(tiny_backbone(), tiny_backbone())
+        distill.LayerDistiller(headless, tiny_backbone())
     with pytest.raises(ValueError, match="transformer_layer"):
         distill.encoder_outputs(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
     distiller = distill.LayerDistiller(tiny_masked_lm(), tiny_backbone(), alpha=3.0)

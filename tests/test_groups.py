@@ -151,7 +151,8 @@ def test_shrunk_classifier_computes_the_same_logits_and_round_trips(tmp_path):
     from tf_rpp_lite import load_interpreter
 
     tflite_path = str(tmp_path / "small.tflite")
-    export.export_tflite(small, tflite_path, sequence_length=x["token_ids"].shape[1], batch_size=1)
+    export.export_tflite(small, tflite_path, sequence_length=x["token_ids"].shape[1], batch_size=1,
+                         metadata=False, scores="logits")
     interpreter, _ = load_interpreter(tflite_path)
     runner = interpreter.get_signature_runner()
     sample = {k: np.asarray(v[:1], "int32") for k, v in x.items()}

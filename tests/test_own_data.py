@@ -111,9 +111,9 @@ def test_a_folder_without_the_files_is_refused(tmp_path):
         pipeline.finetune(data=(str(tmp_path),), out=str(tmp_path / "run"))
 
 
-def test_finetunes_a_three_class_file_and_the_labels_reach_the_tflite(snli_folder, tmp_path):
+def test_finetunes_a_three_class_file_and_the_labels_reach_the_tflite(snli_folder, small_preset, tmp_path):
     result = pipeline.finetune(
-        data=(str(snli_folder),), text_columns=("premise", "hypothesis"), label_column="gold",
+        data=(str(snli_folder),), preset=small_preset, text_columns=("premise", "hypothesis"), label_column="gold",
         out=str(tmp_path), steps=4, batch_size=8, sequence_length=32, verbose=0, export_tflite=True,
         jit_compile=False)
     assert result.task == os.path.basename(str(snli_folder)) and result.validation_examples == 32
@@ -123,16 +123,21 @@ def test_finetunes_a_three_class_file_and_the_labels_reach_the_tflite(snli_folde
     lite = tf_rpp_lite.TFLiteClassifier(result.tflite_path)
     labels, probabilities = lite.classify([("A man plays a guitar.", "A person makes music.")])
     assert labels[0] in result.label_names and probabilities.shape == (1, 3)
+    assert lite.labels == result.label_names and lite.scores_kind == "probabilities"  # from the file's metadata
 
 
-def test_finetunes_a_regression_file(tmp_path):
+def test_finetunes_a_regression_file(small_preset, tmp_path):
     rows = data.rt_polarity_examples()[:96]
     folder = tmp_path / "ratings"
     folder.mkdir()
     write_csv(folder / "train.csv", ["text", "rating"], rows[:64])
     write_csv(folder / "validation.csv", ["text", "rating"], rows[64:])
-    result = pipeline.finetune(data=(str(folder),), label_column="rating", regression=True, out=str(tmp_path / "run"),
+    result = pipeline.finetune(data=(str(folder),), preset=small_preset, label_column="rating", regression=True,
+                               out=str(tmp_path / "run"), export_tflite=True,
                                steps=2, batch_size=8, sequence_length=32, verbose=0, save_model=False,
                                jit_compile=False)
     assert set(result.metrics) == {"pearson", "spearman"} and result.label_names is None
     assert -1.0 <= result.metrics["pearson"] <= 1.0 and result.validation_examples == 32
+    # No labels, so no TFLite metadata: the tokenizer file beside it, and a rating out.
+    lite = tf_rpp_lite.TFLiteClassifier(result.tflite_path)
+    assert lite.scores_kind == "logits" and lite.scores(["a fine film"]).shape == (1, 1)

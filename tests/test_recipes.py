@@ -1,6 +1,8 @@
-"""End to end on the real packaged MiniLM and data, on a small slice: prune, then fine-tune.
+"""End to end on the real packaged data, on a small slice: prune, then fine-tune.
 
-Through the Python API (`tf_rpp.pipeline`) that `tf-rpp` and the recipes call.
+Through the Python API (`tf_rpp.pipeline`) that `tf-rpp` and the recipes call, on a
+2-layer preset folder with MiniLM's tokenizer (`small_preset`): the same code path as
+the embedded MiniLM (`tests/test_lite.py` exports the real MiniLM) at a fraction of its cost.
 """
 
 import json
@@ -23,19 +25,19 @@ SMALL = dict(batch_size=8, sequence_length=32, verbose=0, jit_compile=False)
 
 
 @pytest.fixture(scope="module")
-def pruned(tmp_path_factory):
+def pruned(tmp_path_factory, small_preset):
     out = tmp_path_factory.mktemp("prune")
-    result = pipeline.prune(out=str(out), target_sparsity=0.5, steps=12, steps_per_epoch=4, frequency=2,
+    result = pipeline.prune(out=str(out), preset=small_preset, target_sparsity=0.5, steps=12, steps_per_epoch=4, frequency=2,
                             warmup_steps=2, eval_texts=32, distill=10, **SMALL)
     return out, result
 
 
-def test_pretrain_prune_writes_mask_preset_and_report(pruned):
+def test_pretrain_prune_writes_mask_preset_and_report(pruned, small_preset):
     out, result = pruned
     assert result.mask_path == str(out / "mask.npz") and result.preset_dir == str(out / "preset")
     mask = tf_rpp.SparsityMask.load(result.mask_path)
     assert mask.sparsity == pytest.approx(0.5, abs=1e-6)
-    assert len(mask) == 36  # 6 kernels x 6 MiniLM layers
+    assert len(mask) == 12  # 6 kernels x 2 layers
     assert result.sparsity == pytest.approx(mask.sparsity)
     assert 0.0 < result.distill_loss_last_epoch < 1.0  # the main job's upstream distillation ran
     assert 0.0 <= result.mlm_accuracy_before <= 1.0 and 0.0 <= result.mlm_accuracy_after <= 1.0
@@ -47,7 +49,7 @@ def test_pretrain_prune_writes_mask_preset_and_report(pruned):
     backbone = models.backbone(str(out / "preset"))
     assert tf_rpp.SparsityMask.from_model(backbone).num_pruned >= mask.num_pruned
     # Embeddings stay as pretrained (the tied MLM head must not drag them); the encoder moved.
-    original = models.backbone("minilm")
+    original = models.backbone(small_preset)
     np.testing.assert_array_equal(backbone.token_embedding.embeddings.numpy(),
                                   original.token_embedding.embeddings.numpy())
     np.testing.assert_array_equal(backbone.segment_embedding.embeddings.numpy(),
@@ -57,9 +59,9 @@ def test_pretrain_prune_writes_mask_preset_and_report(pruned):
                               dict((v.path, v) for v in original.weights)[key].numpy())
 
 
-def test_upstream_task_agnostic_distillation_objective(tmp_path):
+def test_upstream_task_agnostic_distillation_objective(tmp_path, small_preset):
     # No MLM head and no warm-up: the pruned encoder matches the dense preset's layer outputs.
-    result = pipeline.prune(objective="distill", out=str(tmp_path / "p"), steps=10, steps_per_epoch=5, frequency=5,
+    result = pipeline.prune(objective="distill", preset=small_preset, out=str(tmp_path / "p"), steps=10, steps_per_epoch=5, frequency=5,
                             target_sparsity=0.5, eval_texts=16, **SMALL)
     assert result.objective == "distill" and result.mlm_accuracy_after is None
     assert result.sparsity == pytest.approx(0.5, abs=1e-3)
@@ -76,9 +78,9 @@ def test_glue_finetune_keeps_the_mask_and_reports_the_metric(pruned, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def dense_teacher(tmp_path_factory):
+def dense_teacher(tmp_path_factory, small_preset):
     out = tmp_path_factory.mktemp("teacher")
-    result = pipeline.finetune(task="rt_polarity", out=str(out), steps=4, eval_limit=16, **SMALL)
+    result = pipeline.finetune(task="rt_polarity", preset=small_preset, out=str(out), steps=4, eval_limit=16, **SMALL)
     assert result.model_path == str(out / "model.keras") and result.label_names == ["negative", "positive"]
     return out / "model.keras"
 
@@ -90,7 +92,7 @@ def test_glue_finetune_distils_from_a_dense_teacher(pruned, dense_teacher, tmp_p
     assert result.teacher == str(dense_teacher) and result.teacher_layers == 10.0
 
 
-def test_layer_distillation_on_a_sentence_pair_task(pruned, tmp_path):
+def test_layer_distillation_on_a_sentence_pair_task(pruned, small_preset, tmp_path):
     # Pairs are the case keras-hub's preprocessor could misread: a bare (premise, hypothesis) tuple as (x, y).
     rte = tmp_path / "RTE"
     rte.mkdir()
@@ -98,7 +100,7 @@ def test_layer_distillation_on_a_sentence_pair_task(pruned, tmp_path):
     for name, rows in (("train.tsv", pairs[:64]), ("dev.tsv", pairs[64:])):
         write_tsv(rte / name, ["index", "sentence1", "sentence2", "label"],
                   [[i, p, h, "entailment" if y == 0 else "not_entailment"] for i, (p, h, y) in enumerate(rows)])
-    common = pipeline.FinetuneConfig(task="glue/rte", tsv_dir=str(rte), steps=2, **SMALL)
+    common = pipeline.FinetuneConfig(task="glue/rte", tsv_dir=str(rte), steps=2, preset=small_preset, **SMALL)
     dense = pipeline.finetune(common, out=str(tmp_path / "dense"))
     out, _ = pruned
     # 10 steps x 8 > 64 training pairs: the teacher's logits are computed over the whole set.
@@ -115,10 +117,10 @@ def test_glue_finetune_structured_prunes_shrinks_and_exports(dense_teacher, tmp_
         "--structured", "0.5", "--steps", "8", "--pruning-steps", "6", "--shrink", "--export-tflite",
         "--out", str(tmp_path), "--batch-size", "8", "--sequence-length", "32", "--eval-limit", "32",
         "--verbose", "0"])
-    # MiniLM: 6 layers x 12 heads, 6 x 1536 neurons; exactly half of each removed.
+    # 2 layers x 4 heads, 2 x 128 neurons; exactly half of each removed.
     assert result.removed_groups == {"heads": 0.5, "neurons": 0.5}
     assert result.mask_held is True
-    assert sum(result.shrunk["heads"]) == 36 and sum(result.shrunk["intermediate"]) == 4608
+    assert sum(result.shrunk["heads"]) == 4 and sum(result.shrunk["intermediate"]) == 128
     assert result.shrunk["total_parameters"] < result.dense_parameters
     masked = tf_rpp.load_model(tmp_path / "model.keras", compile=False)
     small = tf_rpp.load_model(tmp_path / "model_shrunk.keras", compile=False)

@@ -48,18 +48,18 @@ def test_trimmed_model_exports_with_its_vocabulary_and_the_runner_matches_keras(
     train = [t for t, _ in data.examples("rt_polarity", "train")[:500]]
     small, _ = shrink.trim_vocabulary(classifier, train)
     path = str(tmp_path / "trimmed.tflite")
-    export.export_tflite(small, path, sequence_length=32)
+    export.export_tflite(small, path, sequence_length=32, labels=["negative", "positive"], scores="logits")
     full = str(tmp_path / "full.tflite")
-    export.export_tflite(classifier, full, sequence_length=32)
+    export.export_tflite(classifier, full, sequence_length=32, labels=["negative", "positive"], scores="logits")
     assert os.path.getsize(path) < os.path.getsize(full)
     runner = tf_rpp_lite.TFLiteClassifier(path)
     dev = [t for t, _ in data.examples("rt_polarity", "validation")[:40]]
-    # The runner tokenizes with the trimmed vocabulary written beside the file,
+    # The runner tokenizes with the trimmed vocabulary packed in the file,
     # exactly as the trimmed keras-hub preprocessor does.
     keras_ids = small.preprocessor(dev)["token_ids"].numpy()
     lite_ids = runner.encode(dev)[0][0]
     np.testing.assert_array_equal(lite_ids, keras_ids)
-    np.testing.assert_allclose(runner.logits(dev), small.predict(dev, verbose=0), atol=1e-4)
+    np.testing.assert_allclose(runner.scores(dev), small.predict(dev, verbose=0), atol=1e-4)
 
 
 def test_submodules_are_reachable_from_the_package():

@@ -79,3 +79,20 @@ def compile_classifier(model, optimizer, jit_compile=False):
         jit_compile=jit_compile,
     )
     return model
+
+
+def save_small_preset(folder):
+    """A 2-layer, hidden-64 BERT preset folder with MiniLM's real tokenizer (30,522 words), random weights.
+
+    What the end-to-end tests run the pipeline on: every step of the real flow
+    (presets, tokenizer, data, export) at a fraction of MiniLM's cost.
+    """
+    from tf_rpp import models
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=30522, num_layers=2, num_heads=4, hidden_dim=64, intermediate_dim=128,
+        max_sequence_length=64, dropout=0.0)
+    backbone.save_to_preset(str(folder))
+    models.tokenizer().save_to_preset(str(folder))
+    return str(folder)

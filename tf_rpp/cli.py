@@ -41,19 +41,27 @@ def _finetune_parser(sub):
 
 def _export_parser(sub):
     p = sub.add_parser("export", help="convert a fine-tuned .keras classifier to .tflite",
-                       description="Converts a fine-tuned classifier to .tflite (batch 1, int32 token ids), with "
-                                   "its tokenizer and label names beside it (model.tokenizer.json).")
+                       description="Converts a fine-tuned classifier to .tflite (batch 1, int32 token ids, class "
+                                   "probabilities out) with TFLite metadata inside: vocabulary, label names and "
+                                   "input roles, so MediaPipe Tasks' TextClassifier and tf-rpp classify run the "
+                                   "one file.")
     p.add_argument("model", help="the .keras classifier (from tf-rpp finetune)")
     p.add_argument("output", help="the .tflite file to write")
     p.add_argument("--sequence-length", type=int, default=None,
                    help="input length (default: the model's preprocessor's)")
-    p.add_argument("--quantize", choices=("dynamic", "int8", "float16"), default=None,
-                   help="dynamic: int8 weights; int8: int8 weights and activations calibrated on "
-                        "--calibration-texts; float16: float16 weights (default: float32)")
+    p.add_argument("--quantize", choices=("dynamic", "float16", "int8", "a16w8", "int8-converter"), default=None,
+                   help="dynamic: int8 weights; float16: float16 weights; full integer, calibrated on "
+                        "--calibration-texts (ai-edge-quantizer): a16w8 (int16 activations, int8 weights) or int8 "
+                        "(with selective float ops); int8-converter: the TFLite converter's full integer "
+                        "(default: float32)")
     p.add_argument("--calibration-texts", default=None,
                    help="with --quantize int8: a UTF-8 file of real texts, one per line (a few hundred)")
     p.add_argument("--labels", nargs="+", default=None,
                    help="class names in output order (default: label_names of results.json beside the model)")
+    p.add_argument("--logits", action="store_true", help="output logits (default: probabilities, softmax in the graph)")
+    p.add_argument("--no-metadata", action="store_true",
+                   help="no TFLite metadata: the tokenizer goes to <output>.tokenizer.json beside the file (MediaPipe "
+                        "cannot run it; for models without labels, e.g. regression)")
     p.add_argument("--dense-encoding", action="store_true",
                    help="store weights densely (default: the sparse encoding, smaller for pruned models)")
     p.set_defaults(run=_export)
@@ -64,18 +72,22 @@ def _export(args):
     from tf_rpp import export
     from tf_rpp import saving
 
-    if args.quantize == "int8" and not args.calibration_texts:
-        raise ValueError("--quantize int8 needs --calibration-texts (a file of real texts, one per line).")
+    if args.quantize in export.CALIBRATED and not args.calibration_texts:
+        raise ValueError(f"--quantize {args.quantize} needs --calibration-texts (a file of real texts, one per line).")
     calibration = data.text_lines(args.calibration_texts) if args.calibration_texts else None
     labels = args.labels
     results = os.path.join(os.path.dirname(os.path.abspath(args.model)), "results.json")
     if labels is None and os.path.exists(results):
         with open(results, encoding="utf-8") as f:
             labels = json.load(f).get("label_names")
+    if not args.no_metadata and not labels:
+        raise ValueError(f"No label names for the TFLite metadata: none in {results}. Pass --labels NAME ... "
+                         "(in output order) or --no-metadata.")
     model = saving.load_model(args.model, compile=False)
     length = args.sequence_length or getattr(getattr(model, "preprocessor", None), "sequence_length", None) or 128
     size = export.export_tflite(model, args.output, sequence_length=length, sparse=not args.dense_encoding,
-                                quantize=args.quantize, labels=labels, representative_data=calibration)
+                                quantize=args.quantize, labels=labels, representative_data=calibration,
+                                metadata=not args.no_metadata, scores="logits" if args.logits else "probabilities")
     print(f"wrote {args.output} ({size:,} bytes, sequence length {length}, labels {labels})")
     return size
 

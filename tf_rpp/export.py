@@ -1,8 +1,12 @@
 """Export to TFLite (`.tflite`) for phones.
 
 The exported graph takes token ids (`token_ids`, `segment_ids`,
-`padding_mask`, int32, shape `[batch, sequence_length]`) and returns logits;
-tokenization happens outside, with the vocabulary written next to the file.
+`padding_mask`, int32, shape `[batch, sequence_length]`) and returns class
+probabilities (a softmax in the graph; `scores="logits"` leaves it out).
+By default the file carries TFLite metadata (`tf_rpp.metadata`): the input
+roles, the WordPiece vocabulary and the label names, so MediaPipe Tasks'
+`TextClassifier` and `tf_rpp_lite` run the one file as is. With
+`metadata=False` the tokenizer goes to a JSON file beside it instead.
 Conversion goes through Keras's own `model.export(format="litert")`
 (ExportArchive -> SavedModel -> `tf.lite.TFLiteConverter`), which freezes
 Keras 3 variables; converting a `tf.function` of the model directly keeps them
@@ -17,9 +21,12 @@ tf_rpp.export.export_tflite(classifier, "model.tflite", sequence_length=64)
 
 import json
 import os
+import tempfile
 
+import keras
 import tensorflow as tf
 
+from tf_rpp import metadata as metadata_lib
 from tf_rpp.files import atomic_path
 from tf_rpp.files import atomic_write
 
@@ -54,7 +61,8 @@ def write_tokenizer(tokenizer, path, labels=None):
     atomic_write(path, json.dumps(config, ensure_ascii=False).encode("utf-8"))
 
 
-QUANTIZATIONS = (None, "dynamic", "int8", "float16")
+QUANTIZATIONS = (None, "dynamic", "float16", "int8", "a16w8", "int8-converter")
+CALIBRATED = ("int8", "a16w8", "int8-converter")
 
 
 def representative_inputs(texts, tokenizer, sequence_length, batch_size=1):
@@ -82,8 +90,35 @@ def representative_inputs(texts, tokenizer, sequence_length, batch_size=1):
     return batches
 
 
+def tokenizer_settings(tokenizer):
+    """What a WordPiece tokenizer does beyond its vocabulary, as `tf_rpp_lite` reads it.
+
+    Example:
+
+    ```python
+    tokenizer_settings(classifier.preprocessor.tokenizer)   # {'lowercase': True, 'strip_accents': False, ...}
+    ```
+    """
+    return {"lowercase": bool(tokenizer.lowercase), "strip_accents": bool(tokenizer.strip_accents),
+            "split_on_cjk": bool(tokenizer.split_on_cjk), "oov_token": tokenizer.oov_token}
+
+
+def with_probabilities(model, sequence_length):
+    """The model with a softmax on its logits, over the three BERT inputs (what the export converts).
+
+    Example:
+
+    ```python
+    probabilities = with_probabilities(classifier, 64)(inputs)   # rows sum to 1
+    ```
+    """
+    inputs = {n: keras.Input((sequence_length,), dtype="int32", name=n) for n in INPUT_NAMES}
+    return keras.Model(inputs, keras.layers.Softmax(dtype="float32", name="probabilities")(model(inputs)),
+                       name=f"{model.name}_probabilities")
+
+
 def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, batch_size=1, tokenizer=None,
-                  labels=None, representative_data=None):
+                  labels=None, representative_data=None, metadata=True, scores="probabilities"):
     """Converts a keras-hub BERT classifier (or any model with BERT inputs) to `.tflite`.
 
     Args:
@@ -95,31 +130,69 @@ def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, 
             (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`; it only considers
             rank-2 fully-connected and rank-4 conv weights, which is what
             keras-hub's attention kernels become after conversion).
-        quantize: None (float32); `"dynamic"`: int8 weights, float activations;
-            `"int8"`: int8 weights and activations calibrated on
-            `representative_data`, float fallback for ops without an int8
-            kernel; `"float16"`: float16 weights.
+        quantize: None (float32); `"dynamic"`: int8 weights, float
+            activations; `"float16"`: float16 weights. Full integer, calibrated
+            on `representative_data` (`tf_rpp.quantization`, ai-edge-quantizer):
+            `"a16w8"`: int16 activations, int8 weights; `"int8"`: int8
+            activations and weights, with the recipe's selective float ops. Both
+            keep float32 outputs and int32 inputs, and the dense weight
+            encoding (`sparse` does not apply). `"int8-converter"`: the TFLite
+            converter's own full-integer mode (float fallback for ops without
+            an int8 kernel; keeps the sparse encoding).
         batch_size: the fixed batch size of the exported signature.
-        tokenizer: the keras-hub tokenizer to write beside the model (default:
-            the model's preprocessor's, if it has one).
-        labels: class names to store with the tokenizer.
-        representative_data: for `"int8"`, a list of raw texts (a few hundred
-            real sentences) or of input dicts as `representative_inputs` makes.
+        tokenizer: the keras-hub tokenizer whose vocabulary the file carries
+            (default: the model's preprocessor's, if it has one).
+        labels: class names, in output order (needed with `metadata=True`).
+        representative_data: for the full-integer schemes, a list of raw texts
+            (a few hundred real sentences) or of input dicts as
+            `representative_inputs` makes.
+        metadata: write TFLite metadata with the vocabulary and labels into the
+            file, as MediaPipe Tasks needs (default); `False` writes the
+            tokenizer to `<model>.tokenizer.json` beside it instead (e.g. for
+            a regression model, which has no labels).
+        scores: `"probabilities"` (softmax in the graph, default) or `"logits"`.
 
     Returns:
         The size of the file in bytes.
+
+    Raises:
+        ValueError: bad settings, or metadata without a tokenizer or labels;
+            raised before any file is written.
 
     Example:
 
     ```python
     export_tflite(classifier, "model.tflite", sequence_length=128)
-    export_tflite(classifier, "model_int8.tflite", quantize="int8", representative_data=dev_texts[:200])
+    export_tflite(classifier, "model_a16w8.tflite", quantize="a16w8", representative_data=train_texts[:200],
+                  labels=["negative", "positive"])
     ```
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}; received {quantize!r}.")
+    if scores not in metadata_lib.SCORES:
+        raise ValueError(f"`scores` must be one of {metadata_lib.SCORES}; received {scores!r}.")
     preprocessor = getattr(model, "preprocessor", None)
     tokenizer = tokenizer or getattr(preprocessor, "tokenizer", None)
+    if metadata:
+        metadata_lib.check_classifier_inputs(tokenizer.get_vocabulary() if tokenizer is not None else None,
+                                             labels, scores)
+    batches = None
+    if quantize in CALIBRATED:
+        batches = _calibration_inputs(quantize, representative_data, tokenizer, sequence_length, batch_size)
+    path = os.fspath(path)
+    if quantize in ("int8", "a16w8"):
+        from tf_rpp import quantization
+
+        with tempfile.TemporaryDirectory() as folder:
+            float_path = os.path.join(folder, "float.tflite")
+            export_tflite(model, float_path, sequence_length, sparse=False, batch_size=batch_size,
+                          metadata=False, scores=scores)
+            rules = quantization.recipe(quantize, quantization.output_names(float_path))
+            with atomic_path(path) as tmp:
+                quantization.quantize_tflite(float_path, tmp, rules, batches)
+                _finish(tmp, tokenizer, labels, metadata, scores)
+        _finish_sidecar(path, tokenizer, labels, metadata)
+        return os.path.getsize(path)
     optimizations = []
     if sparse:
         optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
@@ -130,24 +203,39 @@ def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, 
     converter_settings = {}
     if quantize == "float16":
         target_spec["supported_types"] = [tf.float16]
-    if quantize == "int8":
-        if representative_data is None:
-            raise ValueError("quantize='int8' needs representative_data: a few hundred real texts "
-                             "(or input dicts from representative_inputs) to calibrate activations.")
-        batches = list(representative_data)
-        if batches and isinstance(batches[0], str):
-            if tokenizer is None:
-                raise ValueError("Raw-text representative_data needs a tokenizer (pass tokenizer=).")
-            batches = representative_inputs(batches, tokenizer, sequence_length, batch_size)
-        if not batches:
-            raise ValueError("representative_data is empty.")
+    if quantize == "int8-converter":
         target_spec["supported_ops"] = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         converter_settings["representative_dataset"] = lambda: iter(batches)
     signature = [{n: tf.TensorSpec([batch_size, sequence_length], tf.int32, name=n) for n in INPUT_NAMES}]
-    path = os.fspath(path)
+    exported = with_probabilities(model, sequence_length) if scores == "probabilities" else model
     with atomic_path(path) as tmp:
-        model.export(tmp, format="litert", input_signature=signature, verbose=False,
-                     optimizations=optimizations, target_spec=target_spec, **converter_settings)
-    if tokenizer is not None:
-        write_tokenizer(tokenizer, tokenizer_path(path), labels)
+        exported.export(tmp, format="litert", input_signature=signature, verbose=False,
+                        optimizations=optimizations, target_spec=target_spec, **converter_settings)
+        _finish(tmp, tokenizer, labels, metadata, scores)
+    _finish_sidecar(path, tokenizer, labels, metadata)
     return os.path.getsize(path)
+
+
+def _calibration_inputs(quantize, representative_data, tokenizer, sequence_length, batch_size):
+    if representative_data is None:
+        raise ValueError(f"quantize={quantize!r} needs representative_data: a few hundred real texts "
+                         "(or input dicts from representative_inputs) to calibrate activations.")
+    batches = list(representative_data)
+    if batches and isinstance(batches[0], str):
+        if tokenizer is None:
+            raise ValueError("Raw-text representative_data needs a tokenizer (pass tokenizer=).")
+        batches = representative_inputs(batches, tokenizer, sequence_length, batch_size)
+    if not batches:
+        raise ValueError("representative_data is empty.")
+    return batches
+
+
+def _finish(tmp, tokenizer, labels, metadata, scores):
+    if metadata:
+        metadata_lib.write_classifier_metadata(tmp, tokenizer.get_vocabulary(), list(labels),
+                                               tokenizer_settings(tokenizer), scores=scores)
+
+
+def _finish_sidecar(path, tokenizer, labels, metadata):
+    if tokenizer is not None and not metadata:
+        write_tokenizer(tokenizer, tokenizer_path(path), labels)

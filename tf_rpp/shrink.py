@@ -18,7 +18,7 @@ Example:
 ```python
 shrunk = tf_rpp.shrink.shrink_classifier(classifier)   # a BertTextClassifier
 shrunk.save("small.keras")                               # loads with keras.models.load_model
-tf_rpp.export.export_tflite(shrunk, "small.tflite")
+tf_rpp.export.export_tflite(shrunk, "small.tflite", labels=["negative", "positive"])
 ```
 """
 
@@ -378,7 +378,7 @@ def trim_vocabulary(classifier, texts, keep_characters=True, batch_size=512):
 
     ```python
     small, kept = tf_rpp.shrink.trim_vocabulary(classifier, train_texts)
-    tf_rpp.export.export_tflite(small, "model.tflite", quantize="dynamic")  # vocabulary travels along
+    tf_rpp.export.export_tflite(small, "model.tflite", quantize="dynamic", labels=["negative", "positive"])
     ```
     """
     preprocessor = getattr(classifier, "preprocessor", None)

@@ -3,9 +3,10 @@
 Needs only NumPy and a TFLite interpreter, tried in this order:
 `ai_edge_litert`, `tflite_runtime`, then `tensorflow.lite` (last resort). The
 WordPiece tokenizer here is pure Python and gives exactly the token ids of
-keras-hub's `BertTokenizer`; its settings and vocabulary travel in the JSON
-file that `tf_rpp.export.export_tflite` writes next to the model
-(`model.tflite` -> `model.tokenizer.json`).
+keras-hub's `BertTokenizer`; its settings, vocabulary and label names travel
+inside the `.tflite` (TFLite metadata and packed files, what MediaPipe Tasks
+reads too); exports from before that have them in `model.tokenizer.json`
+beside the model, which is still read.
 
     from tf_rpp_lite import TFLiteClassifier
     classifier = TFLiteClassifier("model.tflite")
@@ -19,11 +20,14 @@ Modules: `tokenizer` (WordPiece), `packing` (`[CLS] a [SEP] b [SEP]`),
 
 from tf_rpp_lite.cli import main
 from tf_rpp_lite.packing import BertPacker
+from tf_rpp_lite.runner import EMBEDDED_FORMAT
 from tf_rpp_lite.runner import TOKENIZER_FORMAT
 from tf_rpp_lite.runner import TFLiteClassifier
 from tf_rpp_lite.runner import load_interpreter
+from tf_rpp_lite.runner import packed_files
+from tf_rpp_lite.runner import read_tokenizer_config
 from tf_rpp_lite.tokenizer import MAX_BYTES_PER_WORD
 from tf_rpp_lite.tokenizer import WordPieceTokenizer
 
-__all__ = ["MAX_BYTES_PER_WORD", "TOKENIZER_FORMAT", "BertPacker", "TFLiteClassifier", "WordPieceTokenizer",
-           "load_interpreter", "main"]
+__all__ = ["EMBEDDED_FORMAT", "MAX_BYTES_PER_WORD", "TOKENIZER_FORMAT", "BertPacker", "TFLiteClassifier",
+           "WordPieceTokenizer", "load_interpreter", "main", "packed_files", "read_tokenizer_config"]

@@ -1,14 +1,67 @@
-"""Running an exported tf_rpp `.tflite` classifier: interpreter, tokenizer, packing, softmax."""
+"""Running an exported tf_rpp `.tflite` classifier: interpreter, tokenizer, packing, scores."""
 
 import json
 import os
+import zipfile
 
 import numpy as np
 
 from tf_rpp_lite.packing import BertPacker
 from tf_rpp_lite.tokenizer import WordPieceTokenizer
 
-TOKENIZER_FORMAT = "tf_rpp.tokenizer/1"
+TOKENIZER_FORMAT = "tf_rpp.tokenizer/1"  # the JSON beside older exports (and metadata=False ones)
+EMBEDDED_FORMAT = "tf_rpp.tokenizer/2"   # tokenizer.json packed in the .tflite with vocab.txt, labels.txt
+
+
+def packed_files(model_path):
+    """The files packed at the end of a `.tflite` with its TFLite metadata (name -> bytes; {} if none).
+
+    Example:
+
+    ```python
+    packed_files("model.tflite")["labels.txt"]    # b'negative\npositive'
+    ```
+    """
+    try:
+        with zipfile.ZipFile(model_path) as zf:
+            return {name: zf.read(name) for name in zf.namelist()}
+    except zipfile.BadZipFile:
+        return {}
+
+
+def read_tokenizer_config(model_path, tokenizer_path=None):
+    """The tokenizer settings, vocabulary, labels and output kind of an export, from the file itself or beside it.
+
+    Returns a dict with `vocabulary`, `labels`, `lowercase`, `strip_accents`,
+    `split_on_cjk`, `oov_token` and `scores` (`"probabilities"` or `"logits"`).
+    Exports with TFLite metadata carry it inside; older ones (and
+    `metadata=False` ones) have `<model>.tokenizer.json` beside them, whose
+    models output logits.
+
+    Example:
+
+    ```python
+    read_tokenizer_config("model.tflite")["labels"]    # ['negative', 'positive']
+    ```
+    """
+    files = {} if tokenizer_path else packed_files(model_path)
+    if "tokenizer.json" in files:
+        config = json.loads(files["tokenizer.json"])
+        if config.get("format") != EMBEDDED_FORMAT:
+            raise ValueError(f"{model_path!r} packs a tokenizer.json that is not {EMBEDDED_FORMAT}.")
+        config["vocabulary"] = files[config["vocabulary_file"]].decode("utf-8").split("\n")
+        labels = config.get("labels_file")
+        config["labels"] = files[labels].decode("utf-8").split("\n") if labels in files else None
+        return config
+    tokenizer_path = tokenizer_path or os.path.splitext(model_path)[0] + ".tokenizer.json"
+    if not os.path.exists(tokenizer_path):
+        raise FileNotFoundError(f"{model_path!r} has no TFLite metadata and no tokenizer file at {tokenizer_path!r}; "
+                                "tf_rpp.export.export_tflite writes the metadata into the file.")
+    with open(tokenizer_path, encoding="utf-8") as f:
+        config = json.load(f)
+    if config.get("format") != TOKENIZER_FORMAT:
+        raise ValueError(f"{tokenizer_path!r} is not a {TOKENIZER_FORMAT} file.")
+    return {**config, "scores": "logits"}
 
 
 def load_interpreter(model_path, num_threads=None):
@@ -67,7 +120,8 @@ class TFLiteClassifier:
 
     Args:
         model_path: the `.tflite` file.
-        tokenizer_path: its tokenizer JSON (default: `<model>.tokenizer.json`).
+        tokenizer_path: a tokenizer JSON to use instead of what the file
+            carries (default: the file's metadata, else `<model>.tokenizer.json`).
         num_threads: interpreter threads (default: the runtime's).
 
     Example:
@@ -81,13 +135,8 @@ class TFLiteClassifier:
 
     def __init__(self, model_path, tokenizer_path=None, num_threads=None):
         self.interpreter, self.runtime = load_interpreter(model_path, num_threads)
-        tokenizer_path = tokenizer_path or os.path.splitext(model_path)[0] + ".tokenizer.json"
-        if not os.path.exists(tokenizer_path):
-            raise FileNotFoundError(f"No tokenizer file at {tokenizer_path!r}; tf_rpp.export.export_tflite writes it.")
-        with open(tokenizer_path, encoding="utf-8") as f:
-            config = json.load(f)
-        if config.get("format") != TOKENIZER_FORMAT:
-            raise ValueError(f"{tokenizer_path!r} is not a {TOKENIZER_FORMAT} file.")
+        config = read_tokenizer_config(model_path, tokenizer_path)
+        self.scores_kind = config["scores"]
         self.tokenizer = WordPieceTokenizer(
             config["vocabulary"], config["lowercase"], config["strip_accents"], config["split_on_cjk"],
             config.get("oov_token", "[UNK]"))
@@ -109,8 +158,8 @@ class TFLiteClassifier:
             rows.append(self.packer.pack(segments))
         return tuple(np.stack(column) for column in zip(*rows)), truncated
 
-    def logits(self, texts):
-        """Model outputs for texts, `[len(texts), num_classes]`."""
+    def scores(self, texts):
+        """The model's outputs for texts, `[len(texts), num_classes]`: probabilities or logits (`scores_kind`)."""
         if isinstance(texts, str):
             texts = [texts]
         if not texts:
@@ -137,10 +186,11 @@ class TFLiteClassifier:
         return np.concatenate(outputs)
 
     def classify(self, texts):
-        """`(labels, probabilities)`: label names (or indices) and softmax probabilities."""
-        logits = self.logits(texts)
-        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+        """`(labels, probabilities)`: label names (or indices) and class probabilities."""
+        probabilities = self.scores(texts).astype(np.float32)
+        if self.scores_kind == "logits":  # older exports: softmax here
+            shifted = np.exp(probabilities - probabilities.max(axis=-1, keepdims=True))
+            probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
         indices = probabilities.argmax(axis=-1)
         labels = [self.labels[i] for i in indices] if self.labels else indices.tolist()
         return labels, probabilities

@@ -359,4 +359,5 @@ def _write_models(config, spec, classifier, result):
         result.tflite_path = os.path.join(config.out, "model.tflite")
         result.tflite_bytes = export.export_tflite(
             exported, result.tflite_path, sequence_length=config.sequence_length, sparse=True,
-            labels=spec.label_names)
+            labels=spec.label_names, metadata=not spec.is_regression,
+            scores="logits" if spec.is_regression else "probabilities")

@@ -22,7 +22,6 @@ bench/results/full_integer.{json,md}.
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -38,6 +37,9 @@ from tf_rpp import metadata  # noqa: E402
 from tf_rpp import quantization  # noqa: E402
 from tf_rpp.files import atomic_write  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tflite_size_latency import latency_ms as tflite_latency_ms  # noqa: E402
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DEFAULT_MODELS = ["dense=runs/main_up/dense/model.keras",
                   "rpp_80=runs/frontier/rt_polarity/rpp_down_80/seed0/model.keras"]
@@ -49,23 +51,20 @@ RECIPES = {"a16w8 all integer": ("a16w8", ()), "int8 all integer": ("int8", ()),
            "int8 float mask+softmax": ("int8", MASK), "a16w8 float mask+softmax": ("a16w8", MASK),
            "int8 float mask+softmax+gelu": ("int8", MASK + ("GELU",)),
            "int8 float mask+softmax+layernorm": ("int8", MASK + LAYERNORM),
-           "int8 float mask+softmax+gelu+layernorm": ("int8", MASK + ("GELU",) + LAYERNORM)}
+           "int8 float mask+softmax+gelu+layernorm": ("int8", MASK + ("GELU",) + LAYERNORM),
+           "a16w8 float layernorm": ("a16w8", LAYERNORM),
+           "a16w8 float mask+softmax+layernorm": ("a16w8", MASK + LAYERNORM),
+           "int8 float mask+softmax+layernorm+add": ("int8", MASK + LAYERNORM + ("ADD",)),
+           "int8 float mask+softmax+layernorm, int16 add": ("int8", MASK + LAYERNORM, ("ADD",)),
+           "int8 float mask+softmax+layernorm, int16 add+fc": ("int8", MASK + LAYERNORM, ("ADD", "FULLY_CONNECTED")),
+           "int8 float mask+softmax+layernorm+batch_matmul": ("int8", MASK + LAYERNORM + ("BATCH_MATMUL",))}
 VARIANTS = ["float32", "dynamic", "int8-converter", "a16w8", "int8", *RECIPES]
 LENGTH = 64
 TEXT = "a gripping, beautifully acted film that never lets go of its audience ."
 
 
 def latency_ms(path, threads, runs=30):
-    runner = tf_rpp_lite.TFLiteClassifier(path, num_threads=threads)
-    runner.feed(*runner.encode([TEXT])[0])
-    for _ in range(3):
-        runner.interpreter.invoke()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        runner.interpreter.invoke()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    return tflite_latency_ms(path, TEXT, threads, runs)[0]
 
 
 def build(variant, model, path, calibration, labels):
@@ -79,8 +78,9 @@ def build(variant, model, path, calibration, labels):
     with tempfile.TemporaryDirectory() as folder:
         plain = os.path.join(folder, "float.tflite")
         export.export_tflite(model, plain, LENGTH, sparse=False, metadata=False)
-        scheme, float_ops = RECIPES[variant]
-        rules = quantization.recipe(scheme, quantization.output_names(plain), float_ops=float_ops)
+        scheme, float_ops, *int16 = RECIPES[variant]
+        rules = quantization.recipe(scheme, quantization.output_names(plain), float_ops=float_ops,
+                                    int16_ops=int16[0] if int16 else ())
         quantization.quantize_tflite(plain, path, rules, calibration)
     metadata.write_classifier_metadata(path, tokenizer.get_vocabulary(), labels, export.tokenizer_settings(tokenizer))
 

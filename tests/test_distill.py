@@ -157,6 +157,33 @@ def test_layer_distiller_checks_its_inputs_and_round_trips():
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(distiller))
     assert isinstance(restored, distill.LayerDistiller) and restored.alpha == 3.0
     assert not restored.teacher.trainable
+    from tiny import tiny_classifier
+
+    teacher = tiny_classifier(seed=3)
+    with pytest.raises(ValueError, match="teacher_task.backbone"):
+        distill.LayerDistiller(tiny_classifier(), tiny_backbone(), teacher_task=teacher)
+    with pytest.raises(ValueError, match="not a classifier"):
+        distill.LayerDistiller(tiny_masked_lm(), teacher.backbone, teacher_task=teacher)
+    both = distill.LayerDistiller(tiny_classifier(), teacher.backbone, alpha=2.0, teacher_task=teacher)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(both))
+    assert restored.teacher_task is not None and restored.teacher is restored.teacher_task.backbone
+
+
+def test_teacher_logits_inside_the_step_equal_the_precomputed_stream():
+    """`teacher_task`: the loss of one step equals DistillationLoss on precomputed teacher logits."""
+    from tiny import classification_dataset
+    from tiny import tiny_classifier
+
+    teacher, student = tiny_classifier(seed=3), tiny_classifier(seed=4)
+    x, y = next(iter(classification_dataset(n=16, batch=16)))
+    loss = distill.DistillationLoss(alpha=0.7, temperature=2.0)
+    inside = distill.LayerDistiller(student, teacher.backbone, alpha=0.0, teacher_task=teacher)
+    inside.compile(loss=loss)
+    logits = inside(x, training=True)
+    got = float(inside.compute_loss(x=x, y=y, y_pred=logits, training=True))
+    target = np.concatenate([np.asarray(y, "float32")[:, None], np.asarray(teacher(x, training=False))], axis=-1)
+    want = float(loss(target, logits))  # the same student logits (its head has dropout)
+    assert got == pytest.approx(want, rel=1e-5) and got > 0
 
 
 def test_task_agnostic_distillation_of_a_bare_backbone_pulls_it_to_the_teacher():

@@ -103,7 +103,7 @@ def test_tflite_classifier_matches_keras_from_the_one_file(exported):
     texts = [s for s, _ in data.rt_polarity("validation")[:24]] + [("a premise here", "a hypothesis")]
     got = lite.scores(texts)
     want = probabilities(classifier, texts[:-1])
-    assert 0.05 < want[:, 1].mean() < 0.95 and want.max() > 0.9  # spread, not all near 0.5
+    assert 0.05 < want[:, 1].mean() < 0.95 and np.abs(want[:, 1] - 0.5).max() > 0.3  # spread, not all near 0.5
     np.testing.assert_allclose(got[:-1], want, atol=1e-5)
     labels, probs = lite.classify(texts[:-1])
     assert labels == [LABELS[i] for i in want.argmax(-1)]

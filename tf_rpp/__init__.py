@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 
 # Modules that pull in keras-hub, tfds or matplotlib load on first use, so
 # `import tf_rpp` stays light and `tf_rpp.export.export_tflite(...)` still works.
-_LAZY_MODULES = ("cli", "data", "export", "models", "pipeline", "shrink", "tasks", "viz")
+_LAZY_MODULES = ("cli", "data", "export", "metadata", "models", "pipeline", "quantization", "shrink", "tasks", "viz")
 
 
 def __getattr__(name):

@@ -215,6 +215,12 @@ class LayerDistiller(keras.Model):
         teacher: a keras-hub backbone with the same number of layers and
             hidden size; made non-trainable and run in inference mode.
         alpha: weight of the layer term (>= 0).
+        teacher_task: the teacher's classifier (whose backbone `teacher` is),
+            to distil its logits too, computed in the same teacher pass: the
+            labels `y` become `[label, teacher logits...]` for
+            `DistillationLoss` inside the step, so the data carries labels
+            only and the teacher needs no pass of its own before training
+            (`teacher_stream`). A classifier student only.
 
     Example:
 
@@ -226,9 +232,17 @@ class LayerDistiller(keras.Model):
     distiller.fit(preprocessed_batches, callbacks=[tf_rpp.RPPCallback(schedule)])
     student.backbone.save_to_preset("pruned")
     ```
+
+    Fine-tuning a pruned classifier from a dense fine-tuned one, its layers and logits:
+
+    ```python
+    distiller = LayerDistiller(pruned_classifier, dense.backbone, alpha=10.0, teacher_task=dense)
+    distiller.compile(optimizer=..., loss=DistillationLoss(alpha=0.5, temperature=2.0))
+    distiller.fit(preprocessed_batches_with_labels)
+    ```
     """
 
-    def __init__(self, task, teacher, alpha=1.0, **kwargs):
+    def __init__(self, task, teacher, alpha=1.0, teacher_task=None, **kwargs):
         super().__init__(**kwargs)
         if not float(alpha) >= 0.0:
             raise ValueError(f"`alpha` must be >= 0; received {alpha}.")
@@ -236,17 +250,29 @@ class LayerDistiller(keras.Model):
         if backbone is not task and not (hasattr(task, "masked_lm_head") or hasattr(task, "output_dense")):
             raise ValueError(f"{task.name} is neither a BertMaskedLM nor a BertTextClassifier: it has no "
                              "`masked_lm_head` or `output_dense` to put on the distilled backbone.")
+        if teacher_task is not None and not hasattr(task, "output_dense"):
+            raise ValueError("`teacher_task` distils a classifier's logits; the student is not a classifier.")
+        if teacher_task is not None and getattr(teacher_task, "backbone", None) is not teacher:
+            raise ValueError("`teacher` must be `teacher_task.backbone`: one teacher pass gives both.")
         self.task = task
         self.teacher = teacher
+        self.teacher_task = teacher_task
         self.alpha = float(alpha)
         teacher.trainable = False
+        self._teacher_logits = None
         # One graph over the backbone's own tensors, so the encoder runs once for both the head and the term.
         layers = _layer_tensors(backbone)
         self._student = keras.Model(backbone.input, {"layers": layers, **backbone.output},
                                     name=f"{backbone.name}_distilled")
         self._teacher_layers = encoder_outputs(teacher)
+        if teacher_task is not None:
+            teacher_task.trainable = False
+            pooled = teacher.output["pooled_output"]
+            self._teacher_layers = keras.Model(teacher.input, [*self._teacher_layers.outputs,
+                                                               teacher_task.output_dense(pooled)],
+                                               name=f"{teacher.name}_layers_and_logits")
         student_shape = [tuple(t.shape[1:]) for t in layers]
-        teacher_shape = [tuple(t.shape[1:]) for t in self._teacher_layers.outputs]
+        teacher_shape = [tuple(t.shape[1:]) for t in self._teacher_layers.outputs[:len(layers)]]
         if student_shape != teacher_shape:
             raise ValueError(f"Student and teacher layer outputs differ: {student_shape} vs {teacher_shape}; "
                              "the teacher must have the student's depth and hidden size.")
@@ -265,9 +291,13 @@ class LayerDistiller(keras.Model):
         features = {name: inputs[name] for name in self._student.input}
         outputs = self._student(features, training=training)
         logits = self._head(outputs, inputs, training)
-        if training and self.alpha > 0:
+        if training and (self.alpha > 0 or self.teacher_task is not None):
             student = outputs["layers"]
             teacher = self._teacher_layers(features, training=False)
+            if self.teacher_task is not None:  # read by compute_loss, in the same traced step
+                self._teacher_logits = ops.stop_gradient(teacher[-1])
+                teacher = teacher[:-1]
+        if training and self.alpha > 0:
             weights = ops.cast(features["padding_mask"], student[-1].dtype)[..., None]
             terms = []
             for s, t in zip(student, teacher):
@@ -278,10 +308,18 @@ class LayerDistiller(keras.Model):
             self.add_loss(self.alpha * distill)
         return logits
 
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if self.teacher_task is not None and training and y is not None:
+            labels = ops.reshape(ops.cast(y, "float32"), (-1, 1))
+            y = ops.concatenate([labels, ops.cast(self._teacher_logits, "float32")], axis=-1)
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+
     def get_config(self):
         config = super().get_config()
         config.update(task=keras.saving.serialize_keras_object(self.task),
                       teacher=keras.saving.serialize_keras_object(self.teacher), alpha=self.alpha)
+        if self.teacher_task is not None:
+            config["teacher_task"] = keras.saving.serialize_keras_object(self.teacher_task)
         return config
 
     @classmethod
@@ -289,4 +327,8 @@ class LayerDistiller(keras.Model):
         config = dict(config)
         task = keras.saving.deserialize_keras_object(config.pop("task"))
         teacher = keras.saving.deserialize_keras_object(config.pop("teacher"))
-        return cls(task, teacher, **config)
+        teacher_task = config.pop("teacher_task", None)
+        if teacher_task is not None:
+            teacher_task = keras.saving.deserialize_keras_object(teacher_task)
+            teacher = teacher_task.backbone
+        return cls(task, teacher, teacher_task=teacher_task, **config)

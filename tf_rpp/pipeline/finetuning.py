@@ -229,18 +229,17 @@ def finetune(config=None, **overrides):
     train, dev = _datasets(config, spec, table)
     loss = (keras.losses.MeanSquaredError() if spec.is_regression
             else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    teacher_backbone = None
+    teacher = None
     if config.teacher:
         teacher = saving.load_model(config.teacher, compile=False)
+        outputs = int(teacher.output_shape[-1])
+        if outputs != spec.num_classes:
+            raise ValueError(f"The teacher has {outputs} outputs; {spec.name} has {spec.num_classes} classes.")
+        loss = distill.DistillationLoss(config.distill_alpha, config.temperature)
+    if config.teacher and config.teacher_layers == 0:
         print(f"computing the teacher's logits on the training examples the steps draw ({config.teacher})")
         train = distill.teacher_stream(train, teacher, config.steps * config.batch_size, seed=config.seed)
-        if train.element_spec[1].shape[-1] != 1 + spec.num_classes:
-            raise ValueError(f"The teacher has {train.element_spec[1].shape[-1] - 1} outputs; {spec.name} has "
-                             f"{spec.num_classes} classes.")
-        loss = distill.DistillationLoss(config.distill_alpha, config.temperature)
-        teacher_backbone = teacher.backbone if config.teacher_layers > 0 else None
-        del teacher
-    else:
+    else:  # with teacher layers, the teacher's logits come from its pass inside each step
         train = train.shuffle(20_000, seed=config.seed).repeat()
     dev = dev.batch(64)
 
@@ -253,7 +252,7 @@ def finetune(config=None, **overrides):
     optimizer, callbacks, mask = _optimizer(config, classifier)
     trained = classifier
     if config.teacher_layers > 0:
-        trained = distill.LayerDistiller(classifier, teacher_backbone, alpha=config.teacher_layers)
+        trained = distill.LayerDistiller(classifier, teacher.backbone, alpha=config.teacher_layers, teacher_task=teacher)
     # keras-hub's default metric reads y as labels; with a teacher y also carries logits.
     trained.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile,
                     **({"metrics": []} if config.teacher else {}))

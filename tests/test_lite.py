@@ -164,6 +164,17 @@ def test_metadata_without_labels_or_tokenizer_is_refused_before_writing(exported
         metadata.write_classifier_metadata(exported[1], models.tokenizer().get_vocabulary(), ["a", "b", "c"])
 
 
+def _environment_with(folder, *requirements):
+    """A fresh virtual environment holding only `requirements` (from the package index); its python."""
+    venv.create(folder, with_pip=True)
+    python = str(folder / "bin" / "python")
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements],
+                             capture_output=True, text=True)
+    if install.returncode != 0:
+        pytest.fail(f"could not install {' and '.join(requirements)}: {install.stderr[-800:]}")
+    return python
+
+
 MEDIAPIPE_SCRIPT = """
 import json, sys
 from mediapipe.tasks import python as mp_python
@@ -182,13 +193,7 @@ def test_mediapipe_text_classifier_runs_the_export_as_is(exported, tmp_path):
     import json
 
     classifier, path = exported
-    env_dir = tmp_path / "phone"
-    venv.create(env_dir, with_pip=True)
-    python = str(env_dir / "bin" / "python")
-    install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                              "mediapipe==0.10.21"], capture_output=True, text=True)
-    if install.returncode != 0:
-        pytest.fail(f"could not install mediapipe==0.10.21: {install.stderr[-800:]}")
+    python = _environment_with(tmp_path / "phone", "mediapipe==0.10.21")
     texts = [s for s, _ in data.rt_polarity("validation")[:40]]
     texts_file = tmp_path / "texts.json"
     texts_file.write_text(json.dumps(texts), encoding="utf-8")
@@ -232,13 +237,7 @@ def test_corrupt_or_wrong_files_get_clear_errors(exported, tmp_path):
 def test_runner_in_a_tflite_runtime_only_environment(exported, tmp_path):
     """tflite-runtime 2.14 and numpy<2 only, as on a small Linux device."""
     classifier, path = exported
-    env_dir = tmp_path / "device"
-    venv.create(env_dir, with_pip=True)
-    python = str(env_dir / "bin" / "python")
-    install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                              "tflite-runtime==2.14.0", "numpy<2"], capture_output=True, text=True)
-    if install.returncode != 0:
-        pytest.fail(f"could not install tflite-runtime==2.14.0 and numpy<2: {install.stderr[-800:]}")
+    python = _environment_with(tmp_path / "device", "tflite-runtime==2.14.0", "numpy<2")
     texts = [s for s, _ in data.rt_polarity("validation")[:16]]
     texts_file = tmp_path / "texts.txt"
     texts_file.write_text("\n".join(texts), encoding="utf-8")

@@ -15,7 +15,7 @@ as uninitialised TFLite resource variables and the file computes NaN.
 Example:
 
 ```python
-tf_rpp.export.export_tflite(classifier, "model.tflite", sequence_length=64)
+tf_rpp.export.export_tflite(classifier, "model.tflite", sequence_length=64, labels=["negative", "positive"])
 ```
 """
 
@@ -29,6 +29,7 @@ import tensorflow as tf
 from tf_rpp import metadata as metadata_lib
 from tf_rpp.files import atomic_path
 from tf_rpp.files import atomic_write
+from tf_rpp_lite.runner import TOKENIZER_FORMAT
 
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
@@ -50,11 +51,8 @@ def write_tokenizer(tokenizer, path, labels=None):
     ```
     """
     config = {
-        "format": "tf_rpp.tokenizer/1",
-        "lowercase": bool(tokenizer.lowercase),
-        "strip_accents": bool(tokenizer.strip_accents),
-        "split_on_cjk": bool(tokenizer.split_on_cjk),
-        "oov_token": tokenizer.oov_token,
+        "format": TOKENIZER_FORMAT,
+        **tokenizer_settings(tokenizer),
         "labels": list(labels) if labels else None,
         "vocabulary": list(tokenizer.get_vocabulary()),
     }
@@ -162,7 +160,7 @@ def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, 
     Example:
 
     ```python
-    export_tflite(classifier, "model.tflite", sequence_length=128)
+    export_tflite(classifier, "model.tflite", sequence_length=128, labels=["negative", "positive"])
     export_tflite(classifier, "model_a16w8.tflite", quantize="a16w8", representative_data=train_texts[:200],
                   labels=["negative", "positive"])
     ```

@@ -65,7 +65,7 @@ def test_clear_errors():
         selection.select_weights(backbone, prune=["transformer_layer_9/feedforward_output_dense/kernel"])
     with pytest.raises(ValueError, match="not a valid regular expression"):
         selection.select_weights(backbone, prune="([")
-    with pytest.raises(ValueError, match="must be None, 'bert'"):
+    with pytest.raises(ValueError, match="must be None, 'encoder', 'kernels'"):
         selection.select_weights(backbone, prune=3)
 
 

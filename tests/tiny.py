@@ -96,3 +96,48 @@ def save_small_preset(folder):
     backbone.save_to_preset(str(folder))
     models.tokenizer().save_to_preset(str(folder))
     return str(folder)
+
+
+def _encoder_configs():
+    kh = keras_hub.models
+    common = dict(vocabulary_size=VOCAB, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+                  max_sequence_length=SEQ, dropout=0.0)
+    return {
+        "bert": (kh.BertBackbone, common, kh.BertTextClassifier),
+        "distil_bert": (kh.DistilBertBackbone, common, kh.DistilBertTextClassifier),
+        "roberta": (kh.RobertaBackbone, common, kh.RobertaTextClassifier),
+        "xlm_roberta": (kh.XLMRobertaBackbone, common, kh.XLMRobertaTextClassifier),
+        # keras-hub has no ELECTRA classifier task; its backbone has BERT's outputs.
+        "electra": (kh.ElectraBackbone, dict(vocab_size=VOCAB, num_layers=2, num_heads=2, hidden_dim=16,
+                                             embedding_dim=16, intermediate_dim=32, max_sequence_length=SEQ,
+                                             dropout=0.0), kh.BertTextClassifier),
+        "albert": (kh.AlbertBackbone, dict(common, embedding_dim=8, num_groups=1, num_inner_repetitions=1),
+                   kh.AlbertTextClassifier),
+        "deberta_v3": (kh.DebertaV3Backbone, dict(common, bucket_size=8), kh.DebertaV3TextClassifier),
+    }
+
+
+ENCODERS = tuple(_encoder_configs())
+
+
+def tiny_encoder(name, seed=0):
+    """A tiny random keras-hub backbone of the family `name` (one of `ENCODERS`)."""
+    keras.utils.set_random_seed(seed)
+    backbone_cls, config, _ = _encoder_configs()[name]
+    return backbone_cls(**config)
+
+
+def tiny_encoder_classifier(name, seed=0, num_classes=2):
+    """The family's keras-hub text classifier on `tiny_encoder(name)`, no preprocessor."""
+    backbone = tiny_encoder(name, seed)
+    return _encoder_configs()[name][2](backbone=backbone, num_classes=num_classes, preprocessor=None)
+
+
+def token_batches(model, n=64, batch=16, seed=0):
+    """Random token inputs with the model's input names and a learnable label."""
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(5, VOCAB, size=(n, SEQ)).astype("int32")
+    features = {"token_ids": tokens, "padding_mask": np.ones_like(tokens), "segment_ids": np.zeros_like(tokens)}
+    x = {k: v for k, v in features.items() if k in model.input}
+    labels = (tokens[:, 1] > VOCAB // 2).astype("int32")
+    return tf.data.Dataset.from_tensor_slices((x, labels)).batch(batch)

@@ -101,8 +101,49 @@ def tokenizer_settings(tokenizer):
             "split_on_cjk": bool(tokenizer.split_on_cjk), "oov_token": tokenizer.oov_token}
 
 
-def with_probabilities(model, sequence_length):
-    """The model with a softmax on its logits, over the three BERT inputs (what the export converts).
+def input_names(model):
+    """The token inputs a text model takes, in the order of `INPUT_NAMES`; `None` for other models.
+
+    BERT, ALBERT and ELECTRA take `token_ids`, `segment_ids` and `padding_mask`;
+    RoBERTa, XLM-RoBERTa, DistilBERT and DeBERTaV3 take no `segment_ids`.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = {n: keras.Input((8,), dtype="int32", name=n) for n in ("padding_mask", "token_ids")}
+    >>> model = keras.Model(inputs, keras.ops.cast(inputs["token_ids"], "float32"))
+    >>> input_names(model)
+    ('token_ids', 'padding_mask')
+    """
+    spec = getattr(model, "input", None)
+    if not isinstance(spec, dict) or "token_ids" not in spec:
+        return None
+    known = tuple(n for n in INPUT_NAMES if n in spec)
+    return known + tuple(sorted(n for n in spec if n not in known))
+
+
+def input_signature(model, sequence_length, batch_size=1):
+    """The fixed-shape signature the `.tflite` gets: int32 token inputs, or the model's own inputs.
+
+    Example:
+
+    >>> import keras
+    >>> mlp = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> [tuple(s.shape) for s in input_signature(mlp, 64)]
+    [(1, 4)]
+    """
+    names = input_names(model)
+    if names is not None:
+        return [{n: tf.TensorSpec([batch_size, sequence_length], tf.int32, name=n) for n in names}]
+    specs = [tf.TensorSpec([batch_size, *t.shape[1:]], t.dtype, name=t.name.split(":")[0]) for t in model.inputs]
+    if any(d is None for s in specs for d in s.shape):
+        raise ValueError(f"{model.name}: export needs fixed input shapes apart from the batch; received "
+                         f"{[tuple(t.shape) for t in model.inputs]}.")
+    return specs
+
+
+def with_probabilities(model, sequence_length, batch_size=None):
+    """The model with a softmax on its logits, over the model's inputs (what the export converts).
 
     Example:
 
@@ -110,18 +151,27 @@ def with_probabilities(model, sequence_length):
     probabilities = with_probabilities(classifier, 64)(inputs)   # rows sum to 1
     ```
     """
-    inputs = {n: keras.Input((sequence_length,), dtype="int32", name=n) for n in INPUT_NAMES}
+    names = input_names(model)
+    if names is not None:
+        inputs = {n: keras.Input((sequence_length,), dtype="int32", name=n) for n in names}
+    else:
+        inputs = [keras.Input(t.shape[1:], dtype=t.dtype, name=t.name.split(":")[0]) for t in model.inputs]
+        inputs = inputs[0] if len(inputs) == 1 else inputs
     return keras.Model(inputs, keras.layers.Softmax(dtype="float32", name="probabilities")(model(inputs)),
                        name=f"{model.name}_probabilities")
 
 
 def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, batch_size=1, tokenizer=None,
                   labels=None, representative_data=None, metadata=True, scores="probabilities"):
-    """Converts a keras-hub BERT classifier (or any model with BERT inputs) to `.tflite`.
+    """Converts a keras-hub text classifier (or any Keras model) to `.tflite`.
 
     Args:
-        model: a `keras_hub.models.BertTextClassifier` (its preprocessor is
-            not exported) or a Keras model taking the three BERT inputs.
+        model: a keras-hub text classifier (its preprocessor is not exported;
+            BERT-style inputs `token_ids`, `segment_ids`, `padding_mask`, or
+            the two of RoBERTa-style models), a bare backbone-based Keras
+            model taking them, or any other Keras model with fixed input
+            shapes apart from the batch (exported with its own inputs;
+            `metadata=False`).
         path: where to write the `.tflite`; written atomically.
         sequence_length: the fixed input length.
         sparse: let the converter store sparse weights in a sparse encoding
@@ -171,6 +221,10 @@ def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, 
         raise ValueError(f"`scores` must be one of {metadata_lib.SCORES}; received {scores!r}.")
     preprocessor = getattr(model, "preprocessor", None)
     tokenizer = tokenizer or getattr(preprocessor, "tokenizer", None)
+    if metadata and input_names(model) != INPUT_NAMES:
+        raise ValueError(
+            f"metadata=True writes MediaPipe's BERT text-classifier metadata, which needs the inputs {INPUT_NAMES}; "
+            f"this model takes {input_names(model) or [t.name for t in model.inputs]}. Pass metadata=False.")
     if metadata:
         metadata_lib.check_classifier_inputs(tokenizer.get_vocabulary() if tokenizer is not None else None,
                                              labels, scores)
@@ -204,7 +258,7 @@ def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, 
     if quantize == "int8-converter":
         target_spec["supported_ops"] = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         converter_settings["representative_dataset"] = lambda: iter(batches)
-    signature = [{n: tf.TensorSpec([batch_size, sequence_length], tf.int32, name=n) for n in INPUT_NAMES}]
+    signature = input_signature(model, sequence_length, batch_size)
     exported = with_probabilities(model, sequence_length) if scores == "probabilities" else model
     with atomic_path(path) as tmp:
         exported.export(tmp, format="litert", input_signature=signature, verbose=False,

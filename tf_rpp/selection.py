@@ -5,6 +5,19 @@ A weight is named by its Keras path relative to the backbone, for example
 backbones functionally with fixed layer names, so the same weight has the same
 key in `BertBackbone`, `BertMaskedLM` and `BertTextClassifier`: a mask learned on
 one applies to the others (the paper's universal pattern).
+
+The default selection (`prune=None`) is the encoder kernels of any keras-hub
+text encoder: every encoder layer of BERT, DistilBERT, RoBERTa, XLM-RoBERTa,
+ELECTRA (`TransformerEncoder`), ALBERT (its shared layer groups) and DeBERTaV3
+(`DisentangledAttentionEncoder`) names its attention and feed-forward
+sublayers alike. A model with no such layer (any other Keras model) gets the
+kernels of all its layers instead: `Dense`, `EinsumDense` and convolutions.
+
+ALBERT shares one set of kernels between all the layers of a group (one group
+by default): each shared kernel is one variable, pruned and masked once, and
+the mask's sparsity counts its stored weights once. The pruned fraction of the
+compute is the same, since every layer of the group runs the same sparse
+kernels.
 """
 
 import re
@@ -12,13 +25,19 @@ import re
 import keras
 
 #: Attention query/key/value/output kernels and both feed-forward kernels of
-#: every encoder layer of a keras-hub BERT backbone: the weights the paper prunes.
-BERT_ENCODER_KERNELS = (
-    r"transformer_layer_\d+/(self_attention_layer/(query|key|value|attention_output)"
+#: every encoder layer of a keras-hub text encoder: the weights the paper prunes.
+ENCODER_KERNELS = (
+    r"(^|/)(self_attention_layer/(query|key|value|attention_output)"
     r"|feedforward_(intermediate|output)_dense)/kernel$"
 )
-#: keras-hub BERT token, position and segment embedding tables (opt-in).
-BERT_EMBEDDINGS = r"(token|position|segment)_embedding/embeddings$"
+#: The same weights (the name of the first release, where only BERT was known).
+BERT_ENCODER_KERNELS = ENCODER_KERNELS
+#: keras-hub token, position and segment embedding tables (opt-in).
+EMBEDDINGS = r"(token|position|segment)_embedding/embeddings$"
+BERT_EMBEDDINGS = EMBEDDINGS
+#: Any layer's kernel: `Dense`, `EinsumDense`, convolutions (the default of a
+#: model that is not a keras-hub text encoder).
+KERNELS = r"(^|/)kernel$"
 
 # Never pruned, whatever a pattern says: zeroing a bias or a LayerNorm scale
 # saves nothing on a phone and can break a layer outright.
@@ -66,14 +85,18 @@ def select_weights(model_or_variables, prune=None, include_embeddings=False):
         model_or_variables: a Keras model or layer (its trainable weights are
             searched) or a list of variables.
         prune: what to prune.
-            - `None` or `"bert"`: the keras-hub BERT default, the attention
-              query/key/value/output kernels and the two feed-forward kernels
-              of every encoder layer.
+            - `None` (default): `"encoder"` if the model has keras-hub encoder
+              layers, otherwise `"kernels"`.
+            - `"encoder"` (or `"bert"`): the attention query/key/value/output
+              kernels and the two feed-forward kernels of every encoder layer
+              of a keras-hub text encoder (`ENCODER_KERNELS`).
+            - `"kernels"`: every layer's kernel (`Dense`, `EinsumDense`,
+              convolutions).
             - a string: a regular expression searched in each weight key.
             - a list or tuple of keys: exactly those weights; a key that names no
               weight, or names a bias or LayerNorm parameter, is an error.
             - a callable `variable -> bool`.
-        include_embeddings: with the BERT default, also prune the token,
+        include_embeddings: with the encoder default, also prune the token,
             position and segment embeddings.
 
     Returns:
@@ -96,12 +119,16 @@ def select_weights(model_or_variables, prune=None, include_embeddings=False):
     if isinstance(prune, (list, tuple)):
         return _select_listed(variables, prune)
     by_key = {weight_key(v): v for v in variables}
-    if prune is None or prune == "bert":
-        pattern = BERT_ENCODER_KERNELS
-        if include_embeddings:
-            pattern = f"({BERT_ENCODER_KERNELS})|({BERT_EMBEDDINGS})"
+    if prune is None:
+        encoder = re.compile(ENCODER_KERNELS).search
+        prune = "encoder" if any(is_prunable(v) and encoder(weight_key(v)) for v in variables) else "kernels"
+    if prune in ("encoder", "bert"):
+        pattern = f"({ENCODER_KERNELS})|({EMBEDDINGS})" if include_embeddings else ENCODER_KERNELS
         predicate = re.compile(pattern).search
-        description = "the keras-hub BERT encoder kernels"
+        description = "the keras-hub encoder kernels"
+    elif prune == "kernels":
+        predicate = re.compile(KERNELS).search
+        description = "any layer's kernel"
     elif isinstance(prune, str):
         try:
             predicate = re.compile(prune).search
@@ -113,15 +140,20 @@ def select_weights(model_or_variables, prune=None, include_embeddings=False):
         description = f"the predicate {getattr(prune, '__name__', prune)!r}"
     else:
         raise ValueError(
-            "`prune` must be None, 'bert', a regular expression, a list of weight "
+            "`prune` must be None, 'encoder', 'kernels', a regular expression, a list of weight "
             f"keys or a callable; received {prune!r}."
         )
     selected = [v for v in variables if is_prunable(v) and predicate(weight_key(v))]
     if not selected:
         sample = ", ".join(repr(weight_key(v)) for v in variables[:6])
+        candidates = [weight_key(v) for v in variables if is_prunable(v)]
+        example = re.escape(candidates[0]).replace("\\/", "/") if candidates else "dense.*/kernel"
         raise ValueError(
-            f"No prunable weight matches {description}. Weight keys look like: "
-            f"{sample}. Pass `prune=` a regular expression or a list of keys."
+            f"No prunable weight matches {description}. The model's prunable weights: "
+            f"{', '.join(repr(k) for k in candidates[:12]) or 'none'}"
+            f"{f' (and {len(candidates) - 12} more)' if len(candidates) > 12 else ''}; all weight keys "
+            f"look like {sample}. Pass `prune=` a regular expression searched in these keys, e.g. "
+            f"`prune=r\"{example}\"`, or a list of keys."
         )
     return selected
 
@@ -143,7 +175,10 @@ def match_keys(keys, model_or_variables):
     """Finds the weight of each key in a model, by exact key or unique suffix.
 
     A suffix match lets a mask keyed relative to a backbone find its weights in
-    a model whose paths carry a prefix (a subclassed wrapper, say).
+    a model whose paths carry a prefix (a subclassed wrapper, say), and a mask
+    whose keys carry the model's name find the weights of the same model
+    loaded from a `.keras` file (a loaded `keras.Sequential` names its weights
+    without its own name).
 
     Args:
         keys: weight keys, as in a `SparsityMask`.
@@ -177,6 +212,10 @@ def match_keys(keys, model_or_variables):
             matched[key] = by_key[key]
             continue
         candidates = [v for k, v in by_key.items() if k.endswith("/" + key)]
+        if not candidates:
+            # A model's own name prefixes its paths when it is built, not when
+            # it is loaded (keras.Sequential): the key may carry a prefix too.
+            candidates = [v for k, v in by_key.items() if key.endswith("/" + k)]
         if len(candidates) == 1:
             matched[key] = candidates[0]
         elif not candidates:

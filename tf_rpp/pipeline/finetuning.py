@@ -295,7 +295,8 @@ def finetune(config=None, **overrides):
         result.method = config.method
     if config.structured is not None:
         result.removed_groups = optimizer.removed_groups()
-    _write_models(config, spec, classifier, result)
+    write_models(config, classifier, result, labels=spec.label_names, metadata=not spec.is_regression,
+                 scores="logits" if spec.is_regression else "probabilities")
     result.wall_time_s = time.time() - started
     atomic_write(os.path.join(config.out, "results.json"), json.dumps(result.to_dict(), indent=2).encode())
     print("validation " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
@@ -355,8 +356,7 @@ def check_mask_held(result, mask, model):
     check_mask_held(result, SparsityMask.load("runs/prune/mask.npz"), classifier)   # result.mask_held is True
     ```
     """
-    classifier = model
-    after = SparsityMask.from_model(classifier, prune=mask.keys)
+    after = SparsityMask.from_model(model, prune=mask.keys)
     still_zero = all(bool(np.all(~after[k] | mask[k])) for k in mask.keys)
     result.mask_sparsity, result.pruned_weights = mask.sparsity, mask.num_pruned
     result.zero_weights_after, result.mask_held = after.num_pruned, still_zero
@@ -365,22 +365,31 @@ def check_mask_held(result, mask, model):
         raise RuntimeError("A pruned weight became nonzero during fine-tuning.")
 
 
-def _write_models(config, spec, classifier, result):
+def write_models(config, model, result, **export_settings):
+    """Writes `model.keras`, with `config.shrink` `model_shrunk.keras`, with `config.export_tflite` `model.tflite`.
+
+    `export_settings` go to `tf_rpp.export.export_tflite` (labels, metadata,
+    scores, tokenizer); the paths and sizes go into `result`.
+
+    Example:
+
+    ```python
+    write_models(config, classifier, result, labels=["negative", "positive"])
+    ```
+    """
     if config.save_model:
         result.model_path = os.path.join(config.out, "model.keras")
-        classifier.save(result.model_path)
-    exported = classifier
+        model.save(result.model_path)
+    exported = model
     if config.shrink:
-        exported = shrink.shrink_classifier(classifier)
+        exported = shrink.shrink_classifier(model)
         exported.save(os.path.join(config.out, "model_shrunk.keras"))
         result.shrunk = shrink.parameter_counts(exported.backbone)
-        result.dense_parameters = int(classifier.backbone.count_params())
+        result.dense_parameters = int(model.backbone.count_params())
         print(f"shrunk: heads per layer {result.shrunk['heads']}, feed-forward units per layer "
               f"{result.shrunk['intermediate']}; backbone parameters {result.dense_parameters:,} -> "
               f"{result.shrunk['total_parameters']:,}")
     if config.export_tflite:
         result.tflite_path = os.path.join(config.out, "model.tflite")
-        result.tflite_bytes = export.export_tflite(
-            exported, result.tflite_path, sequence_length=config.sequence_length, sparse=True,
-            labels=spec.label_names, metadata=not spec.is_regression,
-            scores="logits" if spec.is_regression else "probabilities")
+        result.tflite_bytes = export.export_tflite(exported, result.tflite_path, sequence_length=config.sequence_length,
+                                                   sparse=True, **export_settings)

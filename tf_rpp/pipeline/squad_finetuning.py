@@ -30,16 +30,15 @@ import time
 
 import keras
 
-from tf_rpp import export
 from tf_rpp import models
 from tf_rpp import question_answering as qa
 from tf_rpp import saving
-from tf_rpp import shrink
 from tf_rpp import squad
 from tf_rpp.files import atomic_write
 from tf_rpp.pipeline.finetuning import FinetuneResult
 from tf_rpp.pipeline.finetuning import build_optimizer
 from tf_rpp.pipeline.finetuning import check_mask_held
+from tf_rpp.pipeline.finetuning import write_models
 
 
 def examples(config):
@@ -52,6 +51,9 @@ def examples(config):
     ```
     """
     if config.data:
+        folders = [path for path in config.data if os.path.isdir(path)]
+        if folders:
+            raise ValueError(f"--task squad takes SQuAD JSON files (TRAIN [DEV]), not folders: {folders}.")
         train = squad.read_json(config.data[0])
         if len(config.data) == 1:
             print(f"evaluating on the training file {config.data[0]} (pass a second file to hold questions out)")
@@ -114,26 +116,10 @@ def finetune_squad(config):
     if config.structured is not None:
         result.removed_groups = optimizer.removed_groups()
     atomic_write(os.path.join(config.out, "predictions.json"), json.dumps(answers, indent=1).encode())
-    _write_models(config, model, tokenizer, result)
+    # Start/end logits over the tokens; the tokenizer goes beside the .tflite as JSON.
+    write_models(config, model, result, tokenizer=tokenizer, metadata=False, scores="logits")
     result.wall_time_s = time.time() - started
     atomic_write(os.path.join(config.out, "results.json"), json.dumps(dataclasses.asdict(result), indent=2).encode())
     print(f"exact match {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f} on {questions:,} questions; "
           f"wrote {config.out}/results.json")
     return result
-
-
-def _write_models(config, model, tokenizer, result):
-    if config.save_model:
-        result.model_path = os.path.join(config.out, "model.keras")
-        model.save(result.model_path)
-    exported = model
-    if config.shrink:
-        exported = shrink.shrink_classifier(model)
-        exported.save(os.path.join(config.out, "model_shrunk.keras"))
-        result.shrunk = shrink.parameter_counts(exported.backbone)
-        result.dense_parameters = int(model.backbone.count_params())
-    if config.export_tflite:
-        result.tflite_path = os.path.join(config.out, "model.tflite")
-        # Start/end logits over the tokens; the tokenizer goes beside it as JSON.
-        result.tflite_bytes = export.export_tflite(exported, result.tflite_path, sequence_length=config.sequence_length,
-                                                   sparse=True, tokenizer=tokenizer, metadata=False, scores="logits")

@@ -15,8 +15,12 @@ and teacher:
 - `structured_S`: structured RPP downstream (S% of heads and of feed-forward
   neurons removed, `GroupRPPOptimizer`), same distillation, then shrunk.
 - `rpp_up_S`: the paper's flow: a universal mask learned upstream with RPP
-  (`tf_rpp.pipeline.prune`, per seed), then fine-tuned with the mask fixed
-  and the same distillation.
+  (`tf_rpp.pipeline.prune`, per seed, on the task-agnostic distillation
+  objective, the main job's, `--upstream-steps` at 32 tokens), then
+  fine-tuned with the mask fixed and the same distillation. `nip_up_S`: the
+  same with gradual magnitude pruning upstream (the paper's NIP baseline);
+  the report gives how much of its kept weights RPP's mask of the same seed
+  keeps too (`SparsityMask.overlap`).
 
 Latency and size come from the seed-0 model of each cell, exported to
 `.tflite` (float32 and dynamic-range int8, structured cells shrunk first) and
@@ -59,7 +63,8 @@ def _cells():
                 name = f"{short}_down_{level}" + ("_rewind" if rewind else "")
                 cells[name] = dict(kind="down", sparsity=level / 100, method=method, rewind=rewind,
                                    learning_rate=1e-4)
-        cells[f"rpp_up_{level}"] = dict(kind="up", sparsity=level / 100, learning_rate=3e-4)
+        for method, short in (("rpp", "rpp"), ("magnitude", "nip")):
+            cells[f"{short}_up_{level}"] = dict(kind="up", sparsity=level / 100, method=method, learning_rate=3e-4)
     for level in (50, 60, 67, 75):
         for rewind in (False, True):
             cells[f"structured_{level}" + ("_rewind" if rewind else "")] = dict(
@@ -90,6 +95,22 @@ def _folder(args, task, cell, seed):
     return os.path.join(args.runs, task, cell, f"seed{seed}")
 
 
+def _upstream_folder(args, cell, seed):
+    return os.path.join(args.runs, "upstream", cell, f"seed{seed}")
+
+
+def mask_overlap(args, cell, seeds):
+    """For `nip_up_S`: per seed, the fraction of its kept weights that `rpp_up_S`'s mask keeps too."""
+    other = cell.replace("nip_up_", "rpp_up_")
+    shared = {}
+    for seed in seeds:
+        paths = [os.path.join(_upstream_folder(args, c, seed), "mask.npz") for c in (cell, other)]
+        if all(os.path.exists(p) for p in paths):
+            nip, rpp = (tf_rpp.SparsityMask.load(p) for p in paths)
+            shared[str(seed)] = nip.overlap(rpp)
+    return shared
+
+
 def _done(folder):
     path = os.path.join(folder, "results.json")
     if not os.path.exists(path):
@@ -111,9 +132,9 @@ def train(args, task, cell, seed):
         return pipeline.finetune(out=folder, **common).to_dict()
     dense = train(args, task, "dense", seed)["model_path"]
     if spec["kind"] == "up":
-        upstream = pipeline.prune(out=os.path.join(args.runs, "upstream", cell, f"seed{seed}"),
-                                  target_sparsity=spec["sparsity"], steps=args.upstream_steps, distill=50.0,
-                                  seed=seed, verbose=2, resume=True)
+        upstream = pipeline.prune(out=_upstream_folder(args, cell, seed), objective="distill",
+                                  method=spec["method"], sequence_length=32, target_sparsity=spec["sparsity"],
+                                  steps=args.upstream_steps, seed=seed, verbose=2, resume=True)
         result = pipeline.finetune(out=folder, preset=upstream.preset_dir, mask=upstream.mask_path,
                                    teacher=dense, **DISTILL, **common).to_dict()
         result["upstream_wall_time_s"] = upstream.wall_time_s
@@ -176,6 +197,8 @@ def summarize(args, tasks, cells, seeds):
                    "sparsity": spec.get("sparsity"), "structured": spec.get("structured"),
                    "compute_s_mean": statistics.mean(own),
                    "starts_from_dense": spec["kind"] != "dense"}
+            if cell.startswith("nip_up_"):
+                row["kept_shared_with_rpp"] = mask_overlap(args, cell, sorted(runs))
             if not (args.train_only or args.no_latency) and 0 in runs:
                 row["tflite"] = measure(args, task, cell)
             rows.append(row)

@@ -24,11 +24,23 @@ from test_data import write_tsv
 SMALL = dict(batch_size=8, sequence_length=32, verbose=0, jit_compile=False)
 
 
+def test_a_preset_with_a_trained_mlm_head_is_loaded_whole_and_pruned_on_mlm(tmp_path, small_preset):
+    head = models.masked_lm(small_preset, sequence_length=16)
+    head.save_to_preset(str(tmp_path / "mlm"))
+    assert models.has_mlm_head(str(tmp_path / "mlm")) and not models.has_mlm_head("minilm")
+    loaded = models.masked_lm(str(tmp_path / "mlm"), sequence_length=16)
+    for saved, read in zip(head.masked_lm_head.weights, loaded.masked_lm_head.weights):
+        np.testing.assert_array_equal(saved.numpy(), read.numpy())
+    result = pipeline.prune(preset=str(tmp_path / "mlm"), out=str(tmp_path / "p"), steps=4, steps_per_epoch=4,
+                            frequency=2, warmup_steps=0, target_sparsity=0.5, eval_texts=16, **SMALL)
+    assert result.objective == "mlm" and 0.0 <= result.mlm_accuracy_after <= 1.0
+
+
 @pytest.fixture(scope="module")
 def pruned(tmp_path_factory, small_preset):
     out = tmp_path_factory.mktemp("prune")
-    result = pipeline.prune(out=str(out), preset=small_preset, target_sparsity=0.5, steps=12, steps_per_epoch=4, frequency=2,
-                            warmup_steps=2, eval_texts=32, distill=10, **SMALL)
+    result = pipeline.prune(objective="mlm", out=str(out), preset=small_preset, target_sparsity=0.5, steps=12,
+                            steps_per_epoch=4, frequency=2, warmup_steps=2, eval_texts=32, distill=10, **SMALL)
     return out, result
 
 
@@ -61,7 +73,9 @@ def test_pretrain_prune_writes_mask_preset_and_report(pruned, small_preset):
 
 def test_upstream_task_agnostic_distillation_objective(tmp_path, small_preset):
     # No MLM head and no warm-up: the pruned encoder matches the dense preset's layer outputs.
-    result = pipeline.prune(objective="distill", preset=small_preset, out=str(tmp_path / "p"), steps=10, steps_per_epoch=5, frequency=5,
+    # The default objective picks it for a preset that ships no trained MLM head.
+    assert not models.has_mlm_head(small_preset)
+    result = pipeline.prune(preset=small_preset, out=str(tmp_path / "p"), steps=10, steps_per_epoch=5, frequency=5,
                             target_sparsity=0.5, eval_texts=16, **SMALL)
     assert result.objective == "distill" and result.mlm_accuracy_after is None
     assert result.sparsity == pytest.approx(0.5, abs=1e-3)

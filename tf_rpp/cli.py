@@ -24,7 +24,7 @@ from tf_rpp.pipeline import options
 def _prune_parser(sub):
     from tf_rpp.pipeline import pruning as prune
 
-    p = sub.add_parser("prune", help="learn a universal sparsity mask on the masked-LM objective",
+    p = sub.add_parser("prune", help="learn a universal sparsity mask on the model's pre-training objective (masked LM or distillation)",
                        description=prune.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     options.add_arguments(p, prune.PruneConfig)
     p.set_defaults(run=lambda args: prune.prune(options.config_from_arguments(prune.PruneConfig, args)))

@@ -165,6 +165,29 @@ class SparsityMask:
         """Fraction of masked entries that are pruned."""
         return self.num_pruned / max(self.num_weights, 1)
 
+    def overlap(self, other):
+        """The fraction of this mask's kept entries that `other` keeps too.
+
+        Two masks of the same sparsity `s` chosen independently at random share
+        about `1 - s` of their kept entries; 1.0 means the same mask.
+
+        Raises:
+            ValueError: if the masks cover different weights or shapes.
+
+        Example:
+
+        >>> import numpy as np
+        >>> a = SparsityMask({"w": np.array([True, True, False, False])})
+        >>> a.overlap(SparsityMask({"w": np.array([True, False, True, False])}))
+        0.5
+        """
+        if self.keys != other.keys or any(self[k].shape != other[k].shape for k in self.keys):
+            raise ValueError("overlap() needs two masks of the same weights and shapes; "
+                             f"received {self!r} and {other!r}.")
+        kept = sum(np.count_nonzero(m) for _, m in self.items())
+        shared = sum(np.count_nonzero(m & other[k]) for k, m in self.items())
+        return float(shared / max(kept, 1))
+
     def layer_sparsity(self):
         """A dict from key to that weight's pruned fraction.
 

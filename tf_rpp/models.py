@@ -16,6 +16,7 @@ classifier = tf_rpp.models.classifier(masked_lm.backbone, "minilm", num_classes=
 
 import contextlib
 import importlib.util
+import json
 import os
 
 import keras_hub
@@ -52,17 +53,51 @@ def tokenizer(preset=DEFAULT_PRESET):
     return keras_hub.models.BertTokenizer.from_preset(resolve_preset(preset))
 
 
+def has_mlm_head(preset=DEFAULT_PRESET):
+    """Whether `preset` is a folder holding a trained keras-hub masked-LM head.
+
+    True for a folder with a `task.json` of a keras-hub `MaskedLM` and its
+    `task.weights.h5` (what `masked_lm.save_to_preset(folder)` writes); False
+    for MiniLM (it ships none), backbone-only folders and hub handles (not
+    read before loading: pass `objective="mlm"` explicitly for those).
+
+    Example:
+
+    ```python
+    tf_rpp.models.has_mlm_head("minilm")  # False
+    ```
+    """
+    folder = resolve_preset(preset)
+    task_json = os.path.join(folder, "task.json")
+    if not (os.path.isdir(folder) and os.path.isfile(task_json)
+            and os.path.isfile(os.path.join(folder, "task.weights.h5"))):
+        return False
+    with open(task_json, encoding="utf-8") as f:
+        config = json.load(f)
+    name = config.get("registered_name") or config.get("class_name") or ""
+    return name.endswith("MaskedLM")
+
+
 def masked_lm(preset=DEFAULT_PRESET, sequence_length=128, mask_selection_rate=0.15, backbone_model=None):
     """A `BertMaskedLM` on the preset's backbone, with its preprocessor.
 
-    MiniLM ships no MLM head: keras-hub adds one tied to the token embedding,
-    with a freshly initialised transform, which needs a warm-up before its
-    accuracy means anything (see `recipes/pretrain_prune.py --warmup-steps`).
+    A preset folder with a trained head (`has_mlm_head`) is loaded whole, head
+    included. MiniLM ships no MLM head: keras-hub adds one tied to the token
+    embedding, with a freshly initialised transform, which needs a warm-up
+    before its accuracy means anything (`PruneConfig.warmup_steps`).
+
+    Example:
+
+    ```python
+    model = tf_rpp.models.masked_lm("minilm", sequence_length=64)
+    ```
     """
     preprocessor = keras_hub.models.BertMaskedLMPreprocessor(
         tokenizer(preset), sequence_length=sequence_length, mask_selection_rate=mask_selection_rate,
         mask_selection_length=max(1, int(round(sequence_length * mask_selection_rate))),
     )
+    if backbone_model is None and has_mlm_head(preset):
+        return keras_hub.models.MaskedLM.from_preset(resolve_preset(preset), preprocessor=preprocessor)
     return keras_hub.models.BertMaskedLM(backbone=backbone_model or backbone(preset), preprocessor=preprocessor)
 
 

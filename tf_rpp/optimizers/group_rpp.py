@@ -30,7 +30,7 @@ class GroupRPPOptimizer(MaskedOptimizer):
     together. The group norms are computed on every step anyway, so the
     reweighting `gamma_g` is refreshed on every step at no cost. `lambda_k` is
     one per kind (heads, neurons): `group_strength * s_k`, where `s_k` is the
-    median squared group norm of that kind at the first step. Heads hold ~100x
+    median squared group norm of that kind when the optimizer is built. Heads hold ~100x
     more weights than neurons, so one raw lambda could not fit both; with this
     scaling `lr * group_strength` is roughly the fraction of its norm a median
     group loses per step.
@@ -111,9 +111,14 @@ class GroupRPPOptimizer(MaskedOptimizer):
             shape=(n,), dtype="float32", name="group_strength",
             initializer=keras.initializers.Constant(self.initial_group_strength),
         )
-        # Each kind's median squared group norm, set on the first step (0 = not yet).
+        # Each kind's median squared group norm, from the weights the optimizer
+        # starts from. Read here, eagerly, and not inside the train step: a sort
+        # in an XLA-compiled step made it 4x slower on CPU (8.6 s against 2.0 s
+        # a MiniLM step; `bench/step_overhead.py` measures it).
+        scales = _median_squared_norms(self.kinds, self._group_sets, variables)
         self.group_scale_variable = self.add_variable(
-            shape=(n,), dtype="float32", name="group_scale", initializer="zeros",
+            shape=(n,), dtype="float32", name="group_scale",
+            initializer=lambda shape, dtype=None: scales,
         )
 
     @property
@@ -136,7 +141,7 @@ class GroupRPPOptimizer(MaskedOptimizer):
         self.group_strength_variable.assign(values)
 
     def group_scale(self, kind):
-        """`s_k`: the median squared group norm of `kind` at the first step (0 before it)."""
+        """`s_k`: the median squared group norm of `kind` when the optimizer was built."""
         self._require_built("group_scale()")
         return float(self.group_scale_variable.numpy()[self.kinds.index(kind)])
 
@@ -180,12 +185,6 @@ class GroupRPPOptimizer(MaskedOptimizer):
             members = [[(tf.convert_to_tensor(v), axis) for v, axis in group] for group in plan]
             norms = [proximal.group_norms(group) for group in members]
             scales = tf.convert_to_tensor(scale_variable)
-            medians = tf.stack([
-                _median_squared(tf.concat([n for n, k in zip(norms, kinds) if k == kind], 0))
-                for kind in range(len(self.kinds))
-            ])
-            scales = tf.where(scales > 0, scales, medians)
-            distribution.extended.update(scale_variable, lambda s, value: s.assign(value), args=(scales,), group=False)
             step_sizes = tf.where(active, learning_rate * strengths * scales, 0.0)
             for group, tensors, kind, group_norm in zip(plan, members, kinds, norms):
                 gamma = proximal.reweight(group_norm, epsilon)
@@ -245,7 +244,13 @@ class GroupRPPOptimizer(MaskedOptimizer):
         return config
 
 
-def _median_squared(norms):
-    ordered = tf.sort(norms)
-    median = ordered[(tf.size(ordered) - 1) // 2]
-    return tf.where(median > 0, tf.square(median), 1.0)
+def _median_squared_norms(kinds, group_sets, variables):
+    """Per kind, the (lower) median squared group norm of `variables`' current values; 1.0 if it is 0."""
+    with tf.init_scope():  # eager even when the optimizer is built inside a traced step
+        weights = {selection.weight_key(v): np.asarray(v.numpy()) for v in variables}
+    scales = []
+    for kind in kinds:
+        norms = np.sort(np.concatenate([groups.group_norms(weights, gs) for gs in group_sets if gs.kind == kind]))
+        median = norms[(norms.size - 1) // 2] if norms.size else 0.0
+        scales.append(median ** 2 if median > 0 else 1.0)
+    return np.asarray(scales, "float32")

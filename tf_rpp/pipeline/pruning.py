@@ -3,7 +3,9 @@
 The objective is the paper's masked LM (`objective="mlm"`), or, for models
 pretrained by distillation and without an MLM head like MiniLM, task-agnostic
 distillation (`objective="distill"`): the pruned encoder matches the dense
-preset's layer outputs on generic text, and no MLM head is involved.
+preset's layer outputs on generic text, and no MLM head is involved. The
+default, `objective="auto"`, picks MLM for a preset folder that holds a trained
+keras-hub `MaskedLM` and distillation otherwise (`tf_rpp.models.has_mlm_head`).
 
 Steps: (1) with MLM, warm up the MLM head with the backbone frozen (MiniLM
 ships none), (2) prune the encoder kernels with RPP (or the magnitude
@@ -55,10 +57,12 @@ class PruneConfig:
     corpus: str = option("packaged", "'packaged' (BBC News + rt_polarity train sentences) or a UTF-8 text file, "
                          "one text per line")
     out: str = option("runs/prune", "output folder")
-    objective: str = option("mlm", "what the pruned encoder is trained on: distill (task-agnostic distillation: "
+    objective: str = option("auto", "what the pruned encoder is trained on: distill (task-agnostic distillation: "
                             "match the dense preset's layer outputs on the corpus, no MLM head; for models pretrained "
-                            "by distillation or without an MLM head, like MiniLM) or mlm (the paper's masked-LM "
-                            "objective, plus --distill times the layer term)", choices=("distill", "mlm"))
+                            "by distillation or without an MLM head, like MiniLM), mlm (the paper's masked-LM "
+                            "objective, plus --distill times the layer term), or auto: mlm for a preset folder that "
+                            "holds a trained keras-hub MaskedLM, distill otherwise (equal accuracy on MiniLM at half "
+                            "the time: bench/results/main_job_seeds.md)", choices=("auto", "distill", "mlm"))
     method: str = option("rpp", "rpp (reweighted proximal pruning) or magnitude (the NIP baseline, same schedule)",
                          choices=("rpp", "magnitude"))
     target_sparsity: float = option(0.6, "final sparsity of the encoder kernels, reached by a tfmot PolynomialDecay")
@@ -169,7 +173,7 @@ def make_strategy(name):
 
 
 def prune(config=None, **overrides):
-    """Learns a universal mask on the masked-LM objective (see the module docstring).
+    """Learns a universal mask on the model's pre-training objective (see the module docstring).
 
     Args:
         config: a `PruneConfig` (default: all defaults).
@@ -183,6 +187,10 @@ def prune(config=None, **overrides):
     """
     config = dataclasses.replace(config or PruneConfig(), **overrides)
     config.check()
+    if config.objective == "auto":
+        config = dataclasses.replace(config, objective="mlm" if models.has_mlm_head(config.preset) else "distill")
+        print(f"objective: {config.objective} (auto: the preset "
+              f"{'ships' if config.objective == 'mlm' else 'ships no'} trained masked-LM head)")
     strategy = make_strategy(config.strategy)
     if strategy.num_replicas_in_sync > 1:
         print(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas, global batch {config.batch_size}")

@@ -114,6 +114,10 @@ def mask_overlap(args, cell, seeds):
     return shared
 
 
+def _latency_cache(args, task, cell):
+    return os.path.join(_folder(args, task, cell, 0), "latency.json")
+
+
 def _done(folder):
     path = os.path.join(folder, "results.json")
     if not os.path.exists(path):
@@ -152,7 +156,7 @@ def train(args, task, cell, seed):
 def measure(args, task, cell):
     """Bytes and batch-1 latency of the cell's seed-0 model, float32 and dynamic int8 (cached)."""
     folder = _folder(args, task, cell, 0)
-    cache = os.path.join(folder, "latency.json")
+    cache = _latency_cache(args, task, cell)
     if os.path.exists(cache):
         with open(cache, encoding="utf-8") as f:
             return json.load(f)
@@ -203,7 +207,7 @@ def summarize(args, tasks, cells, seeds):
             if cell.startswith("nip_up_"):
                 row["kept_shared_with_rpp"] = mask_overlap(args, cell, sorted(runs))
             timed = args.latency_cells is None or cell in args.latency_cells.split(",")
-            cached = os.path.exists(os.path.join(_folder(args, task, cell, 0), "latency.json"))
+            cached = os.path.exists(_latency_cache(args, task, cell))
             if not (args.train_only or args.no_latency) and 0 in runs and (timed or cached):
                 row["tflite"] = measure(args, task, cell)
             rows.append(row)

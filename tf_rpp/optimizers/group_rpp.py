@@ -115,7 +115,10 @@ class GroupRPPOptimizer(MaskedOptimizer):
         # starts from. Read here, eagerly, and not inside the train step: a sort
         # in an XLA-compiled step made it 4x slower on CPU (8.6 s against 2.0 s
         # a MiniLM step; `bench/step_overhead.py` measures it).
-        scales = _median_squared_norms(self.kinds, self._group_sets, variables)
+        with tf.init_scope():  # eager even when the optimizer is built inside a traced step
+            weights = {selection.weight_key(v): np.asarray(v.numpy()) for v in variables}
+        norms = _norms_by_kind(weights, self._group_sets)
+        scales = np.asarray([_median_squared(norms.get(kind, np.zeros(0))) for kind in self.kinds], "float32")
         self.group_scale_variable = self.add_variable(
             shape=(n,), dtype="float32", name="group_scale",
             initializer=lambda shape, dtype=None: scales,
@@ -148,11 +151,7 @@ class GroupRPPOptimizer(MaskedOptimizer):
     def group_norms(self):
         """Per kind, the L2 norms of all its groups (layer by layer), as one NumPy vector."""
         self._require_built("group_norms()")
-        weights = self.weights_by_key()
-        norms = {}
-        for gs in self._group_sets:
-            norms.setdefault(gs.kind, []).append(groups.group_norms(weights, gs))
-        return {kind: np.concatenate(parts) for kind, parts in norms.items()}
+        return _norms_by_kind(self.weights_by_key(), self._group_sets)
 
     def removed_groups(self):
         """Per kind, the fraction of groups that are exactly zero now.
@@ -244,13 +243,15 @@ class GroupRPPOptimizer(MaskedOptimizer):
         return config
 
 
-def _median_squared_norms(kinds, group_sets, variables):
-    """Per kind, the (lower) median squared group norm of `variables`' current values; 1.0 if it is 0."""
-    with tf.init_scope():  # eager even when the optimizer is built inside a traced step
-        weights = {selection.weight_key(v): np.asarray(v.numpy()) for v in variables}
-    scales = []
-    for kind in kinds:
-        norms = np.sort(np.concatenate([groups.group_norms(weights, gs) for gs in group_sets if gs.kind == kind]))
-        median = norms[(norms.size - 1) // 2] if norms.size else 0.0
-        scales.append(median ** 2 if median > 0 else 1.0)
-    return np.asarray(scales, "float32")
+def _norms_by_kind(weights, group_sets):
+    """Per kind, the L2 norms of all its groups (layer by layer) in NumPy `weights`."""
+    norms = {}
+    for gs in group_sets:
+        norms.setdefault(gs.kind, []).append(groups.group_norms(weights, gs))
+    return {kind: np.concatenate(parts) for kind, parts in norms.items()}
+
+
+def _median_squared(norms):
+    """The (lower) median of `norms`, squared; 1.0 if it is 0 (or there are none)."""
+    median = np.sort(norms)[(norms.size - 1) // 2] if norms.size else 0.0
+    return median ** 2 if median > 0 else 1.0

@@ -14,6 +14,8 @@ and teacher:
   their dense values (`tf_rpp.hardening.rewind`).
 - `structured_S`: structured RPP downstream (S% of heads and of feed-forward
   neurons removed, `GroupRPPOptimizer`), same distillation, then shrunk.
+  `_early`: the mask chosen over the first third of the steps (not 60%), the
+  rest recovery. `structured_hH_nN_rewind`: H% of heads, N% of neurons.
 - `rpp_up_S`: the paper's flow: a universal mask learned upstream with RPP
   (`tf_rpp.pipeline.prune`, per seed, on the task-agnostic distillation
   objective, the main job's, `--upstream-steps` at 32 tokens), then
@@ -65,10 +67,19 @@ def _cells():
                                    learning_rate=1e-4)
         for method, short in (("rpp", "rpp"), ("magnitude", "nip")):
             cells[f"{short}_up_{level}"] = dict(kind="up", sparsity=level / 100, method=method, learning_rate=3e-4)
-    for level in (50, 60, 67, 70, 75):
+    for level in (50, 55, 60, 67, 70, 75):
         for rewind in (False, True):
             cells[f"structured_{level}" + ("_rewind" if rewind else "")] = dict(
                 kind="down", structured=level / 100, rewind=rewind, learning_rate=3e-4)
+        # Same budget, the mask chosen in the first third: with rewind the pruning phase only
+        # chooses, so its steps may serve recovery better.
+        cells[f"structured_{level}_rewind_early"] = dict(
+            kind="down", structured=level / 100, rewind=True, pruning_share=1 / 3, learning_rate=3e-4)
+    # Fewer heads than neurons removed, for about the multiply-adds of structured_55 (the
+    # feed-forward block holds two thirds of a layer's): heads cost less latency than weights.
+    for heads, neurons in ((35, 65), (20, 75)):
+        cells[f"structured_h{heads}_n{neurons}_rewind"] = dict(
+            kind="down", structured=neurons / 100, structured_heads=heads / 100, rewind=True, learning_rate=3e-4)
     return cells
 
 
@@ -146,7 +157,9 @@ def train(args, task, cell, seed):
                                    teacher=dense, **DISTILL, **common).to_dict()
         result["upstream_wall_time_s"] = upstream.wall_time_s
     else:
-        pruning = {k: spec[k] for k in ("sparsity", "method", "structured", "rewind") if k in spec}
+        pruning = {k: spec[k] for k in ("sparsity", "method", "structured", "structured_heads", "rewind") if k in spec}
+        if "pruning_share" in spec:
+            pruning["pruning_steps"] = int(spec["pruning_share"] * args.steps)
         result = pipeline.finetune(out=folder, init_model=dense, teacher=dense, **DISTILL, **pruning,
                                    **common).to_dict()
     atomic_write(os.path.join(folder, "results.json"), json.dumps(result, indent=2).encode())

@@ -84,9 +84,9 @@ def test_structured_mask_ranks_groups_across_layers_and_keeps_one_per_layer():
         groups.structured_mask(weights, [a, b], 1.0)
 
 
-def _group_pruned_classifier(target=0.5, l1_strength=0.0, steps=60):
+def _group_pruned_classifier(target=0.5, l1_strength=0.0, steps=60, **options):
     model = tiny_classifier(hidden=16, layers=2)
-    optimizer = tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(1e-3), l1_strength=l1_strength)
+    optimizer = tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(1e-3), l1_strength=l1_strength, **options)
     compile_classifier(model, optimizer)
     callback = tf_rpp.RPPCallback(tfmot.sparsity.keras.PolynomialDecay(0.0, target, 0, steps, frequency=5))
     history = model.fit(classification_dataset(n=256).repeat(), steps_per_epoch=10, epochs=steps // 10 + 2,
@@ -113,6 +113,27 @@ def test_group_rpp_removes_the_scheduled_fraction_of_heads_and_neurons():
     # Further training keeps them removed (the frozen mask is enforced).
     model.fit(classification_dataset(n=64), epochs=1, verbose=0)
     assert optimizer.removed_groups() == {"heads": 0.5, "neurons": 0.5}
+
+
+def test_relative_targets_remove_fewer_heads_than_neurons_under_one_schedule():
+    _, optimizer, _ = _group_pruned_classifier(target=0.5, relative_targets={"heads": 0.5})
+    # 4 heads and 64 neurons: a quarter of the heads, half of the neurons, as exact zeros.
+    assert optimizer.removed_groups() == {"heads": 0.25, "neurons": 0.5}
+    # Each kind is steered to its own target.
+    norms, sizes = optimizer.group_norms(), {gs.kind: gs.weights_per_group for gs in optimizer.group_sets}
+    optimizer.steer(tf_rpp.controller.Steering(step=0, target=0.3, next_target=0.6, learning_rate_mass=1e-2))
+    for kind, target in (("heads", 0.3), ("neurons", 0.6)):
+        want = tf_rpp.controller.planned_group_strength(
+            norms[kind], target, 1e-2, optimizer.group_scale(kind), optimizer.group_epsilon, sizes[kind])
+        assert optimizer.group_strength(kind) == pytest.approx(want, rel=1e-6)
+    clone = tf_rpp.GroupRPPOptimizer.from_config(optimizer.get_config())
+    assert clone.relative_targets == {"heads": 0.5} and clone.kind_targets(0.8) == {"heads": 0.4, "neurons": 0.8}
+    with pytest.raises(ValueError, match=r"makes heads's 1\.2"):
+        tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(), relative_targets={"heads": 2.0}).kind_targets(0.6)
+    with pytest.raises(ValueError, match="which is not pruned"):
+        tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(), kinds=["neurons"], relative_targets={"heads": 0.5})
+    with pytest.raises(ValueError, match="must be a finite number > 0"):
+        tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(), relative_targets={"neurons": 0.0})
 
 
 def test_group_and_unstructured_modes_combine():

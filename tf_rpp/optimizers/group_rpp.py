@@ -41,6 +41,13 @@ class GroupRPPOptimizer(MaskedOptimizer):
     a step, so the weakest groups go first, unless their gradients hold them
     up), then hardens and freezes the mask at the schedule's end.
 
+    `relative_targets` removes different shares of each kind under one
+    schedule: `{"heads": 0.5}` with a schedule to 0.6 removes 30% of the heads
+    and 60% of the neurons. At short sequences a head costs less latency than
+    its share of the weights (the feed-forward block holds two thirds of a
+    layer's multiply-adds), so sparing heads can buy the same speed for less
+    accuracy.
+
     With `l1_strength > 0` the unstructured step of `RPPOptimizer`
     (`tf_rpp.optimizers.rpp.ReweightedL1`) runs as well, after the group step,
     at a fixed lambda, on the same kernels (both modes combined).
@@ -49,6 +56,9 @@ class GroupRPPOptimizer(MaskedOptimizer):
         inner_optimizer: the `keras.optimizers.Optimizer` that takes the steps.
         group_strength: the initial, scale-free group lambda (see above).
         kinds: which groups, a subset of `("heads", "neurons")`.
+        relative_targets: a dict from kind to a factor > 0 on the schedule's
+            target for that kind (default 1 for every kind); a kind's target
+            must stay below 1.
         group_epsilon: bounds a zero group's reweighting at `1 / group_epsilon`.
         l1_strength: unstructured lambda; 0 (the default) turns it off.
         epsilon, reweight_every: the unstructured mode's, as in `RPPOptimizer`.
@@ -74,6 +84,7 @@ class GroupRPPOptimizer(MaskedOptimizer):
         inner_optimizer,
         group_strength=1.0,
         kinds=("heads", "neurons"),
+        relative_targets=None,
         group_epsilon=1e-3,
         l1_strength=0.0,
         epsilon=1e-3,
@@ -87,12 +98,14 @@ class GroupRPPOptimizer(MaskedOptimizer):
         group_strength = check_strength(group_strength, "group_strength")
         group_epsilon = check_epsilon(group_epsilon, "group_epsilon")
         kinds = groups.check_kinds(kinds)
+        relative_targets = _check_relative_targets(relative_targets, kinds)
         l1 = ReweightedL1(l1_strength, epsilon, reweight_every)
         super().__init__(
             inner_optimizer, prune=prune, include_embeddings=include_embeddings,
             mask_gradients=mask_gradients, name=name, **kwargs,
         )
         self.kinds = kinds
+        self.relative_targets = relative_targets
         self.initial_group_strength = group_strength
         self.group_epsilon = group_epsilon
         # Composition: the unstructured step runs only when asked for.
@@ -123,6 +136,22 @@ class GroupRPPOptimizer(MaskedOptimizer):
             shape=(n,), dtype="float32", name="group_scale",
             initializer=lambda shape, dtype=None: scales,
         )
+
+    def kind_targets(self, target):
+        """Each kind's fraction of groups to remove when the schedule's target is `target`.
+
+        Example:
+
+        >>> import keras
+        >>> GroupRPPOptimizer(keras.optimizers.AdamW(), relative_targets={"heads": 0.5}).kind_targets(0.6)
+        {'heads': 0.3, 'neurons': 0.6}
+        """
+        targets = {kind: float(target) * self.relative_targets.get(kind, 1.0) for kind in self.kinds}
+        for kind, value in targets.items():
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"A target of {target} makes {kind}'s {value:.3g} with `relative_targets` "
+                                 f"{self.relative_targets}; each kind's must be in [0, 1).")
+        return targets
 
     @property
     def group_sets(self):
@@ -212,17 +241,18 @@ class GroupRPPOptimizer(MaskedOptimizer):
         if steering.learning_rate_mass <= 0:
             return
         sizes = {gs.kind: gs.weights_per_group for gs in self._group_sets}
+        next_targets = self.kind_targets(steering.next_target)
         for kind, norms in self.group_norms().items():
             scale = self.group_scale(kind)
             if scale <= 0:
                 continue
             self.set_group_strength(kind, controller.planned_group_strength(
-                norms, steering.next_target, steering.learning_rate_mass, scale, self.group_epsilon, sizes[kind]))
+                norms, next_targets[kind], steering.learning_rate_mass, scale, self.group_epsilon, sizes[kind]))
 
     def final_mask(self, target, scope="global", **metadata):
-        """Removes the `target` fraction of each kind's groups, ranked across layers (`scope` unused)."""
-        return groups.structured_mask(
-            self.weights_by_key(), self._group_sets, target, keep_zeros=self.l1 is not None, **metadata)
+        """Removes `kind_targets(target)` of each kind's groups, ranked across layers (`scope` unused)."""
+        return groups.structured_mask(self.weights_by_key(), self._group_sets, self.kind_targets(target),
+                                      keep_zeros=self.l1 is not None, **metadata)
 
     def pruning_logs(self):
         """`heads_removed`, `neurons_removed` (fractions) and each kind's `*_strength`."""
@@ -237,10 +267,21 @@ class GroupRPPOptimizer(MaskedOptimizer):
         config.update(
             group_strength=self.initial_group_strength,
             kinds=list(self.kinds),
+            relative_targets=dict(self.relative_targets) or None,
             group_epsilon=self.group_epsilon,
             **self._l1_config,
         )
         return config
+
+
+def _check_relative_targets(relative_targets, kinds):
+    relative_targets = dict(relative_targets or {})
+    for kind, factor in relative_targets.items():
+        if kind not in kinds:
+            raise ValueError(f"`relative_targets` names {kind!r}, which is not pruned; kinds: {list(kinds)}.")
+        if not (isinstance(factor, (int, float)) and np.isfinite(factor) and factor > 0):
+            raise ValueError(f"`relative_targets[{kind!r}]` must be a finite number > 0; received {factor!r}.")
+    return {kind: float(factor) for kind, factor in relative_targets.items()}
 
 
 def _norms_by_kind(weights, group_sets):

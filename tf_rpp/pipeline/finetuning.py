@@ -97,6 +97,10 @@ class FinetuneConfig:
     structured: float = option(None, "structured RPP while fine-tuning: remove this fraction of the attention "
                                "heads and of the feed-forward neurons (GroupRPPOptimizer, PolynomialDecay)",
                                type=float)
+    structured_heads: float = option(None, "with --structured: remove this fraction of the attention heads instead "
+                                     "(--structured then counts feed-forward neurons only); heads cost less "
+                                     "latency than their share of the weights at short sequences; 0 keeps them "
+                                     "all", type=float)
     pruning_steps: int = option(None, "steps over which --sparsity or --structured reaches its target; the rest "
                                 "train with the mask fixed (default: 60% of --steps)", type=int)
     rewind: bool = option(False, "with --sparsity or --structured: when the mask is final, the kept weights return "
@@ -119,6 +123,11 @@ class FinetuneConfig:
             raise ValueError("--task squad does not distil from a teacher (yet); drop --teacher.")
         if self.data is not None and len(self.data) not in (1, 2):
             raise ValueError(f"--data takes a folder or two files (train, validation); received {self.data}.")
+        if self.structured_heads is not None:
+            if self.structured is None:
+                raise ValueError("--structured-heads needs --structured (the feed-forward neurons' fraction).")
+            if not 0 <= self.structured_heads < 1:
+                raise ValueError(f"--structured-heads is a fraction in [0, 1); received {self.structured_heads}.")
         if self.structured is None and self.shrink:
             raise ValueError("--shrink needs --structured (only removed heads and neurons can be dropped).")
         pruning = [flag for flag, value in (("--sparsity", self.sparsity), ("--structured", self.structured))
@@ -169,6 +178,7 @@ class FinetuneResult:
     sparsity: float = None
     method: str = None
     structured: float = None
+    structured_heads: float = None
     pruning_steps: int = None
     rewind: bool = False
     removed_groups: dict = None
@@ -264,7 +274,7 @@ def finetune(config=None, **overrides):
     # keras-hub's default metric reads y as labels; with a teacher y also carries logits.
     trained.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile,
                     **({"metrics": []} if config.teacher else {}))
-    what = (f"structured RPP to {config.structured:.0%} of heads and neurons" if config.structured is not None
+    what = (f"structured RPP removing {_removed_groups_text(config)}" if config.structured is not None
             else f"{config.method} to {config.sparsity:.0%} sparsity" if config.sparsity is not None
             else "mask " + config.mask if mask else "dense")
     print(f"fine-tuning {spec.name} for {config.steps} steps ({what})")
@@ -290,6 +300,7 @@ def finetune(config=None, **overrides):
         check_mask_held(result, mask, classifier)
     if config.structured is not None or config.sparsity is not None:
         result.structured, result.sparsity, result.rewind = config.structured, config.sparsity, config.rewind
+        result.structured_heads = config.structured_heads
         result.pruning_steps = config.prune_steps
     if config.sparsity is not None:
         result.method = config.method
@@ -302,6 +313,12 @@ def finetune(config=None, **overrides):
     print("validation " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
           + f"; wrote {config.out}/results.json")
     return result
+
+
+def _removed_groups_text(config):
+    if config.structured_heads is None:
+        return f"{config.structured:.0%} of heads and neurons"
+    return f"{config.structured_heads:.0%} of heads, {config.structured:.0%} of neurons"
 
 
 def _batches(config, train, preprocessor):
@@ -332,7 +349,8 @@ def build_optimizer(config, classifier):
     inner = keras.optimizers.AdamW(schedule, weight_decay=0.01)
     if config.structured is not None or config.sparsity is not None:
         if config.structured is not None:
-            optimizer, target = GroupRPPOptimizer(inner, group_strength=config.group_strength), config.structured
+            optimizer, target = GroupRPPOptimizer(inner, group_strength=config.group_strength,
+                                                  **group_kinds(config)), config.structured
         else:
             optimizer = RPPOptimizer(inner) if config.method == "rpp" else MaskedOptimizer(inner)
             target = config.sparsity
@@ -345,6 +363,21 @@ def build_optimizer(config, classifier):
         mask.check_compatible(classifier)
         return MaskedOptimizer(inner, mask), [], mask
     return inner, [], None
+
+
+def group_kinds(config):
+    """`GroupRPPOptimizer`'s `kinds` and `relative_targets` for `config.structured_heads`.
+
+    Example:
+
+    >>> group_kinds(FinetuneConfig(structured=0.6, structured_heads=0.3))
+    {'kinds': ('heads', 'neurons'), 'relative_targets': {'heads': 0.5}}
+    """
+    if config.structured_heads is None:
+        return {"kinds": ("heads", "neurons"), "relative_targets": None}
+    if config.structured_heads == 0:
+        return {"kinds": ("neurons",), "relative_targets": None}
+    return {"kinds": ("heads", "neurons"), "relative_targets": {"heads": config.structured_heads / config.structured}}
 
 
 def check_mask_held(result, mask, model):

@@ -16,6 +16,8 @@ and teacher:
   neurons removed, `GroupRPPOptimizer`), same distillation, then shrunk.
   `_early`: the mask chosen over the first third of the steps (not 60%), the
   rest recovery. `structured_hH_nN_rewind`: H% of heads, N% of neurons.
+  `structured_gmp_S`: the structured magnitude baseline (the weakest groups
+  by norm, `GroupMagnitudeOptimizer`), no shrinkage.
 - `rpp_up_S`: the paper's flow: a universal mask learned upstream with RPP
   (`tf_rpp.pipeline.prune`, per seed, on the task-agnostic distillation
   objective, the main job's, `--upstream-steps` at 32 tokens), then
@@ -71,6 +73,9 @@ def _cells():
         for rewind in (False, True):
             cells[f"structured_{level}" + ("_rewind" if rewind else "")] = dict(
                 kind="down", structured=level / 100, rewind=rewind, learning_rate=3e-4)
+        for rewind in (False, True):  # the structured magnitude baseline: choosing without shrinking
+            cells[f"structured_gmp_{level}" + ("_rewind" if rewind else "")] = dict(
+                kind="down", structured=level / 100, method="magnitude", rewind=rewind, learning_rate=3e-4)
         # Same budget, the mask chosen in the first third: with rewind the pruning phase only
         # chooses, so its steps may serve recovery better.
         cells[f"structured_{level}_rewind_early"] = dict(

@@ -84,9 +84,9 @@ def test_structured_mask_ranks_groups_across_layers_and_keeps_one_per_layer():
         groups.structured_mask(weights, [a, b], 1.0)
 
 
-def _group_pruned_classifier(target=0.5, l1_strength=0.0, steps=60, **options):
+def _group_pruned_classifier(target=0.5, steps=60, optimizer_class=tf_rpp.GroupRPPOptimizer, **options):
     model = tiny_classifier(hidden=16, layers=2)
-    optimizer = tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(1e-3), l1_strength=l1_strength, **options)
+    optimizer = optimizer_class(keras.optimizers.AdamW(1e-3), **options)
     compile_classifier(model, optimizer)
     callback = tf_rpp.RPPCallback(tfmot.sparsity.keras.PolynomialDecay(0.0, target, 0, steps, frequency=5))
     history = model.fit(classification_dataset(n=256).repeat(), steps_per_epoch=10, epochs=steps // 10 + 2,
@@ -134,6 +134,31 @@ def test_relative_targets_remove_fewer_heads_than_neurons_under_one_schedule():
         tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(), kinds=["neurons"], relative_targets={"heads": 0.5})
     with pytest.raises(ValueError, match="must be a finite number > 0"):
         tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(), relative_targets={"neurons": 0.0})
+
+
+def _median_kept_head_norm(optimizer):
+    weights = optimizer.weights_by_key()
+    norms = np.concatenate([groups.group_norms(weights, gs) for gs in optimizer.group_sets if gs.kind == "heads"])
+    return float(np.median(norms[norms > 0]))
+
+
+def test_group_magnitude_removes_the_weakest_groups_and_does_not_shrink_the_rest():
+    model = tiny_classifier(hidden=16, layers=2)
+    optimizer = tf_rpp.GroupMagnitudeOptimizer(keras.optimizers.AdamW(1e-3), relative_targets={"heads": 0.5})
+    optimizer.build(model.trainable_variables)
+    weights = optimizer.weights_by_key()
+    optimizer.steer(tf_rpp.controller.Steering(step=0, target=0.5))
+    want = groups.structured_mask(weights, optimizer.group_sets, {"heads": 0.25, "neurons": 0.5})
+    assert all(np.array_equal(optimizer.get_mask()[k], want[k]) for k in want.keys)
+    clone = tf_rpp.GroupMagnitudeOptimizer.from_config(optimizer.get_config())
+    assert clone.relative_targets == {"heads": 0.5} and clone.kinds == ("heads", "neurons")
+
+    _, magnitude, _ = _group_pruned_classifier(target=0.5, optimizer_class=tf_rpp.GroupMagnitudeOptimizer)
+    _, rpp, _ = _group_pruned_classifier(target=0.5)
+    assert magnitude.removed_groups() == rpp.removed_groups() == {"heads": 0.5, "neurons": 0.5}
+    # Without proximal steps the kept groups keep their size; RPP's shrink on the way.
+    kept = {name: _median_kept_head_norm(opt) for name, opt in (("magnitude", magnitude), ("rpp", rpp))}
+    assert kept["magnitude"] > 1.5 * kept["rpp"]
 
 
 def test_group_and_unstructured_modes_combine():

@@ -26,6 +26,7 @@ from tf_rpp import selection
 from tf_rpp import sparsity
 from tf_rpp.callback import RPPCallback
 from tf_rpp.mask import SparsityMask
+from tf_rpp.optimizers import GroupMagnitudeOptimizer
 from tf_rpp.optimizers import GroupRPPOptimizer
 from tf_rpp.optimizers import MaskedOptimizer
 from tf_rpp.optimizers import RPPOptimizer
@@ -47,6 +48,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'tf_rpp' has no attribute {name!r}")
 
 __all__ = [
+    "GroupMagnitudeOptimizer",
     "GroupRPPOptimizer",
     "MaskedOptimizer",
     "RPPCallback",

@@ -145,6 +145,40 @@ def check_kinds(kinds):
     return kinds
 
 
+def check_relative_targets(relative_targets, kinds):
+    """`relative_targets` (kind -> factor > 0 on a schedule's target) as a validated dict.
+
+    Example:
+
+    >>> check_relative_targets({"heads": 0.5}, ("heads", "neurons"))
+    {'heads': 0.5}
+    """
+    relative_targets = dict(relative_targets or {})
+    for kind, factor in relative_targets.items():
+        if kind not in kinds:
+            raise ValueError(f"`relative_targets` names {kind!r}, which is not pruned; kinds: {list(kinds)}.")
+        if not (isinstance(factor, (int, float)) and np.isfinite(factor) and factor > 0):
+            raise ValueError(f"`relative_targets[{kind!r}]` must be a finite number > 0; received {factor!r}.")
+    return {kind: float(factor) for kind, factor in relative_targets.items()}
+
+
+def kind_targets(target, kinds, relative_targets=None):
+    """Each kind's fraction of groups to remove when a schedule's target is `target`.
+
+    Example:
+
+    >>> kind_targets(0.6, ("heads", "neurons"), {"heads": 0.5})
+    {'heads': 0.3, 'neurons': 0.6}
+    """
+    relative_targets = relative_targets or {}
+    targets = {kind: float(target) * relative_targets.get(kind, 1.0) for kind in kinds}
+    for kind, value in targets.items():
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"A target of {target} makes {kind}'s {value:.3g} with `relative_targets` "
+                             f"{relative_targets}; each kind's must be in [0, 1).")
+    return targets
+
+
 def group_norms(weights, group_set):
     """The L2 norm of each group of `group_set`, from a dict of NumPy weights.
 

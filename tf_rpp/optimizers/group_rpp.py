@@ -98,7 +98,7 @@ class GroupRPPOptimizer(MaskedOptimizer):
         group_strength = check_strength(group_strength, "group_strength")
         group_epsilon = check_epsilon(group_epsilon, "group_epsilon")
         kinds = groups.check_kinds(kinds)
-        relative_targets = _check_relative_targets(relative_targets, kinds)
+        relative_targets = groups.check_relative_targets(relative_targets, kinds)
         l1 = ReweightedL1(l1_strength, epsilon, reweight_every)
         super().__init__(
             inner_optimizer, prune=prune, include_embeddings=include_embeddings,
@@ -146,12 +146,7 @@ class GroupRPPOptimizer(MaskedOptimizer):
         >>> GroupRPPOptimizer(keras.optimizers.AdamW(), relative_targets={"heads": 0.5}).kind_targets(0.6)
         {'heads': 0.3, 'neurons': 0.6}
         """
-        targets = {kind: float(target) * self.relative_targets.get(kind, 1.0) for kind in self.kinds}
-        for kind, value in targets.items():
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"A target of {target} makes {kind}'s {value:.3g} with `relative_targets` "
-                                 f"{self.relative_targets}; each kind's must be in [0, 1).")
-        return targets
+        return groups.kind_targets(target, self.kinds, self.relative_targets)
 
     @property
     def group_sets(self):
@@ -272,16 +267,6 @@ class GroupRPPOptimizer(MaskedOptimizer):
             **self._l1_config,
         )
         return config
-
-
-def _check_relative_targets(relative_targets, kinds):
-    relative_targets = dict(relative_targets or {})
-    for kind, factor in relative_targets.items():
-        if kind not in kinds:
-            raise ValueError(f"`relative_targets` names {kind!r}, which is not pruned; kinds: {list(kinds)}.")
-        if not (isinstance(factor, (int, float)) and np.isfinite(factor) and factor > 0):
-            raise ValueError(f"`relative_targets[{kind!r}]` must be a finite number > 0; received {factor!r}.")
-    return {kind: float(factor) for kind, factor in relative_targets.items()}
 
 
 def _norms_by_kind(weights, group_sets):

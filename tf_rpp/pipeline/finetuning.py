@@ -44,6 +44,7 @@ from tf_rpp import tasks
 from tf_rpp.callback import RPPCallback
 from tf_rpp.files import atomic_write
 from tf_rpp.mask import SparsityMask
+from tf_rpp.optimizers import GroupMagnitudeOptimizer
 from tf_rpp.optimizers import GroupRPPOptimizer
 from tf_rpp.optimizers import MaskedOptimizer
 from tf_rpp.optimizers import RPPOptimizer
@@ -92,7 +93,9 @@ class FinetuneConfig:
                              "encoder kernels (PolynomialDecay over --pruning-steps) with --method, e.g. starting "
                              "from the dense fine-tuned model (--init-model) and distilling it (--teacher)",
                              type=float)
-    method: str = option("rpp", "with --sparsity: rpp (RPPOptimizer) or magnitude (gradual magnitude pruning)",
+    method: str = option("rpp", "with --sparsity: rpp (RPPOptimizer) or magnitude (gradual magnitude pruning); "
+                         "with --structured: rpp (GroupRPPOptimizer) or magnitude (the weakest heads and neurons "
+                         "by norm, GroupMagnitudeOptimizer)",
                          choices=("rpp", "magnitude"))
     structured: float = option(None, "structured RPP while fine-tuning: remove this fraction of the attention "
                                "heads and of the feed-forward neurons (GroupRPPOptimizer, PolynomialDecay)",
@@ -274,7 +277,7 @@ def finetune(config=None, **overrides):
     # keras-hub's default metric reads y as labels; with a teacher y also carries logits.
     trained.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile,
                     **({"metrics": []} if config.teacher else {}))
-    what = (f"structured RPP removing {_removed_groups_text(config)}" if config.structured is not None
+    what = (f"structured {config.method} removing {_removed_groups_text(config)}" if config.structured is not None
             else f"{config.method} to {config.sparsity:.0%} sparsity" if config.sparsity is not None
             else "mask " + config.mask if mask else "dense")
     print(f"fine-tuning {spec.name} for {config.steps} steps ({what})")
@@ -302,7 +305,7 @@ def finetune(config=None, **overrides):
         result.structured, result.sparsity, result.rewind = config.structured, config.sparsity, config.rewind
         result.structured_heads = config.structured_heads
         result.pruning_steps = config.prune_steps
-    if config.sparsity is not None:
+    if config.sparsity is not None or config.structured is not None:
         result.method = config.method
     if config.structured is not None:
         result.removed_groups = optimizer.removed_groups()
@@ -349,8 +352,9 @@ def build_optimizer(config, classifier):
     inner = keras.optimizers.AdamW(schedule, weight_decay=0.01)
     if config.structured is not None or config.sparsity is not None:
         if config.structured is not None:
-            optimizer, target = GroupRPPOptimizer(inner, group_strength=config.group_strength,
-                                                  **group_kinds(config)), config.structured
+            optimizer = (GroupRPPOptimizer(inner, group_strength=config.group_strength, **group_kinds(config))
+                         if config.method == "rpp" else GroupMagnitudeOptimizer(inner, **group_kinds(config)))
+            target = config.structured
         else:
             optimizer = RPPOptimizer(inner) if config.method == "rpp" else MaskedOptimizer(inner)
             target = config.sparsity

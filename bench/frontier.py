@@ -220,6 +220,8 @@ def summarize(args, tasks, cells, seeds):
                    "per_seed": {str(s): r["metrics"][metric] for s, r in sorted(runs.items())},
                    "accuracy": _spread(values), "drop_vs_dense": _spread([-d for d in paired]) if paired else None,
                    "sparsity": spec.get("sparsity"), "structured": spec.get("structured"),
+                   "structured_heads": spec.get("structured_heads", spec.get("structured")),
+                   "method": spec.get("method", "rpp") if spec["kind"] != "dense" else None,
                    "compute_s_mean": statistics.mean(own),
                    "starts_from_dense": spec["kind"] != "dense"}
             if cell.startswith("nip_up_"):

@@ -24,7 +24,8 @@ and teacher:
   fine-tuned with the mask fixed and the same distillation. `nip_up_S`: the
   same with gradual magnitude pruning upstream (the paper's NIP baseline);
   the report gives how much of its kept weights RPP's mask of the same seed
-  keeps too (`SparsityMask.overlap`).
+  keeps too (`SparsityMask.overlap`). `rpp_up_S_rewind`: RPP's upstream mask
+  on the pretrained weights (the kept weights as before the proximal steps).
 
 Latency and size come from the seed-0 model of each cell, exported to
 `.tflite` (float32 and dynamic-range int8, structured cells shrunk first) and
@@ -49,6 +50,7 @@ import time
 import tf_rpp  # noqa: F401  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
 
 from tf_rpp import export  # noqa: E402
+from tf_rpp import models  # noqa: E402
 from tf_rpp import pipeline  # noqa: E402
 from tf_rpp import shrink  # noqa: E402
 from tf_rpp import viz  # noqa: E402
@@ -69,6 +71,10 @@ def _cells():
                                    learning_rate=1e-4)
         for method, short in (("rpp", "rpp"), ("magnitude", "nip")):
             cells[f"{short}_up_{level}"] = dict(kind="up", sparsity=level / 100, method=method, learning_rate=3e-4)
+        # The upstream RPP mask on the pretrained weights: its kept weights rewound to before the
+        # proximal steps shrank them (separates RPP's choice from its shrinkage).
+        cells[f"rpp_up_{level}_rewind"] = dict(kind="up", sparsity=level / 100, method="rpp", rewind=True,
+                                               learning_rate=3e-4)
     for level in (50, 55, 60, 67, 70, 75):
         for rewind in (False, True):
             cells[f"structured_{level}" + ("_rewind" if rewind else "")] = dict(
@@ -142,6 +148,19 @@ def _done(folder):
         return json.load(f)
 
 
+def _upstream(args, cell, seed):
+    """The upstream pruning run of `cell` (`rpp_up_S`/`nip_up_S`) and seed: its report, run if missing."""
+    folder = _upstream_folder(args, cell, seed)
+    report = os.path.join(folder, "report.json")
+    if os.path.exists(report):  # finished: a second prune(resume=True) would train again
+        with open(report, encoding="utf-8") as f:
+            return json.load(f)
+    spec = CELLS[cell]
+    return pipeline.prune(out=folder, objective="distill", method=spec["method"], sequence_length=32,
+                          target_sparsity=spec["sparsity"], steps=args.upstream_steps, seed=seed, verbose=2,
+                          resume=True).to_dict()
+
+
 def train(args, task, cell, seed):
     """Trains one run unless its results exist; returns its `results.json` dict."""
     folder = _folder(args, task, cell, seed)
@@ -155,12 +174,11 @@ def train(args, task, cell, seed):
         return pipeline.finetune(out=folder, **common).to_dict()
     dense = train(args, task, "dense", seed)["model_path"]
     if spec["kind"] == "up":
-        upstream = pipeline.prune(out=_upstream_folder(args, cell, seed), objective="distill",
-                                  method=spec["method"], sequence_length=32, target_sparsity=spec["sparsity"],
-                                  steps=args.upstream_steps, seed=seed, verbose=2, resume=True)
-        result = pipeline.finetune(out=folder, preset=upstream.preset_dir, mask=upstream.mask_path,
+        upstream = _upstream(args, cell.replace("_rewind", ""), seed)
+        preset = models.DEFAULT_PRESET if spec.get("rewind") else upstream["preset_dir"]
+        result = pipeline.finetune(out=folder, preset=preset, mask=upstream["mask_path"],
                                    teacher=dense, **DISTILL, **common).to_dict()
-        result["upstream_wall_time_s"] = upstream.wall_time_s
+        result["upstream_wall_time_s"] = upstream["wall_time_s"]
     else:
         pruning = {k: spec[k] for k in ("sparsity", "method", "structured", "structured_heads", "rewind") if k in spec}
         if "pruning_share" in spec:

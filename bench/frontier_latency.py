@@ -1,0 +1,75 @@
+"""Re-times the frontier's exported `.tflite` files round-robin, so slow drifts of the machine hit every cell alike.
+
+`bench/frontier.py` times one cell after another; on this machine one file's median moved by up to 20%
+between runs minutes apart. Here every round times every cell's float32 and int8 file once (batch 1,
+64 tokens, 1 thread, median of `--runs` invokes); the figure is the median over `--rounds`, and each
+speed-up is against the dense file of the same round, then the median of those ratios.
+
+    python bench/frontier_latency.py --cells dense,structured_50_rewind,structured_h35_n65_rewind --rounds 5
+
+Results: `bench/results/frontier_latency.{json,md}`. Needs the files `bench/frontier.py` exported
+(`runs/frontier/<task>/<cell>/seed0/model_{float32,int8}.tflite`).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+from tflite_size_latency import latency_ms
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+TEXT = "a gripping, beautifully acted film that never lets go of its audience ."
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cells", required=True, help="comma-separated; dense first is added if missing")
+    p.add_argument("--task", default="rt_polarity")
+    p.add_argument("--runs-dir", default="runs/frontier")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--runs", type=int, default=50, help="timed invokes per file per round")
+    args = p.parse_args(argv)
+    cells = ["dense"] + [c for c in args.cells.split(",") if c and c != "dense"]
+    paths = {(c, v): os.path.join(args.runs_dir, args.task, c, "seed0", f"model_{v}.tflite")
+             for c in cells for v in ("float32", "int8")}
+    missing = [p for p in paths.values() if not os.path.exists(p)]
+    if missing:
+        raise SystemExit(f"frontier_latency: not exported yet (run bench/frontier.py first): {missing}")
+    times = {key: [] for key in paths}
+    for r in range(args.rounds):
+        for key, path in paths.items():
+            times[key].append(latency_ms(path, TEXT, 1, args.runs)[0])
+        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{c} {v} {times[(c, v)][-1]:.2f}" for c, v in paths),
+              flush=True)
+    rows = []
+    for c in cells:
+        row = {"cell": c}
+        for v in ("float32", "int8"):
+            ratios = [d / t for d, t in zip(times[("dense", v)], times[(c, v)])]
+            row[v] = {"median_ms": statistics.median(times[(c, v)]), "per_round_ms": times[(c, v)],
+                      "speedup_median": statistics.median(ratios), "speedup_min": min(ratios),
+                      "speedup_max": max(ratios)}
+        rows.append(row)
+    out = {"command": "python bench/frontier_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "rounds": args.rounds, "runs": args.runs, "rows": rows}
+    lines = [f"Batch 1, 64 tokens, 1 thread; {args.rounds} rounds, each timing every file once (median of "
+             f"{args.runs} invokes); speed-up = dense / cell within a round, median (min-max) over rounds.", "",
+             "| cell | int8 ms | int8 speed-up | float32 ms | float32 speed-up |", "|---|---|---|---|---|"]
+    for row in rows:
+        i8, f32 = row["int8"], row["float32"]
+        lines.append(f"| {row['cell']} | {i8['median_ms']:.2f} | {i8['speedup_median']:.2f}x "
+                     f"({i8['speedup_min']:.2f}-{i8['speedup_max']:.2f}) | {f32['median_ms']:.2f} | "
+                     f"{f32['speedup_median']:.2f}x ({f32['speedup_min']:.2f}-{f32['speedup_max']:.2f}) |")
+    results = os.path.join(ROOT, "bench", "results")
+    with open(os.path.join(results, "frontier_latency.json"), "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=2)
+    with open(os.path.join(results, "frontier_latency.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,7 @@ import pytest
 MODULES = [
     "tf_rpp.distill", "tf_rpp.files", "tf_rpp.mask", "tf_rpp.proximal", "tf_rpp.sparsity", "tf_rpp.controller",
     "tf_rpp.optimizers.masked", "tf_rpp.optimizers.rpp", "tf_rpp.optimizers.gradients", "tf_rpp.optimizers.validation", "tf_rpp.optimizers.distribute",
-    "tf_rpp.optimizers.group_rpp", "tf_rpp.pipeline.finetuning",
+    "tf_rpp.optimizers.group_magnitude", "tf_rpp.pipeline.finetuning",
     "tf_rpp.console",
     "tf_rpp.selection", "tf_rpp.tasks", "tf_rpp.viz", "tf_rpp.groups", "tf_rpp.shrink", "tf_rpp.tables",
     "tf_rpp.pipeline.options", "tf_rpp_lite.tokenizer", "tf_rpp_lite.packing",

@@ -137,8 +137,7 @@ def test_relative_targets_remove_fewer_heads_than_neurons_under_one_schedule():
 
 
 def _median_kept_head_norm(optimizer):
-    weights = optimizer.weights_by_key()
-    norms = np.concatenate([groups.group_norms(weights, gs) for gs in optimizer.group_sets if gs.kind == "heads"])
+    norms = optimizer.group_norms()["heads"]
     return float(np.median(norms[norms > 0]))
 
 

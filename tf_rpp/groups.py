@@ -196,6 +196,22 @@ def group_norms(weights, group_set):
     return np.sqrt(total)
 
 
+def norms_by_kind(weights, group_sets):
+    """Per kind, the L2 norms of all its groups (layer by layer) in NumPy `weights`, as one vector.
+
+    Example:
+
+    >>> import numpy as np
+    >>> gs = GroupSet("neurons", "l", (("a", 1), ("b", 0)), 2)
+    >>> norms_by_kind({"a": np.array([[3.0, 0.0]]), "b": np.array([[4.0], [0.0]])}, [gs])
+    {'neurons': array([5., 0.])}
+    """
+    norms = {}
+    for gs in group_sets:
+        norms.setdefault(gs.kind, []).append(group_norms(weights, gs))
+    return {kind: np.concatenate(parts) for kind, parts in norms.items()}
+
+
 def kept_groups(weights, group_set):
     """A boolean vector: True for the groups with any nonzero weight.
 

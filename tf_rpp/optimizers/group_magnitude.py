@@ -17,6 +17,7 @@ class GroupMagnitudeOptimizer(MaskedOptimizer):
     gradual magnitude pruning (`MaskedOptimizer`) is to `RPPOptimizer`: the
     same choice by norm, without the proximal steps that shrink every group on
     the way, so comparing the two separates choosing from shrinking.
+    `GroupRPPOptimizer` extends it with those steps.
 
     Args:
         inner_optimizer: the `keras.optimizers.Optimizer` that takes the steps.
@@ -55,11 +56,30 @@ class GroupMagnitudeOptimizer(MaskedOptimizer):
         return list(self._group_sets)
 
     def kind_targets(self, target):
-        """Each kind's fraction of groups to remove at the schedule's `target` (`tf_rpp.groups.kind_targets`)."""
+        """Each kind's fraction of groups to remove when the schedule's target is `target`.
+
+        Example:
+
+        >>> import keras
+        >>> GroupMagnitudeOptimizer(keras.optimizers.AdamW(), relative_targets={"heads": 0.5}).kind_targets(0.6)
+        {'heads': 0.3, 'neurons': 0.6}
+        """
         return groups.kind_targets(target, self.kinds, self.relative_targets)
 
+    def group_norms(self):
+        """Per kind, the L2 norms of all its groups (layer by layer), as one NumPy vector."""
+        self._require_built("group_norms()")
+        return groups.norms_by_kind(self.weights_by_key(), self._group_sets)
+
     def removed_groups(self):
-        """Per kind, the fraction of groups that are exactly zero now (`{'heads': 0.5, 'neurons': 0.5}`)."""
+        """Per kind, the fraction of groups that are exactly zero now.
+
+        Example:
+
+        ```python
+        optimizer.removed_groups()  # {'heads': 0.25, 'neurons': 0.5}
+        ```
+        """
         self._require_built("removed_groups()")
         return groups.removed_fraction(self.weights_by_key(), self._group_sets)
 

@@ -9,14 +9,14 @@ from tf_rpp import groups
 from tf_rpp import proximal
 from tf_rpp import selection
 from tf_rpp.optimizers import distribute
-from tf_rpp.optimizers.masked import MaskedOptimizer
+from tf_rpp.optimizers.group_magnitude import GroupMagnitudeOptimizer
 from tf_rpp.optimizers.rpp import ReweightedL1
 from tf_rpp.optimizers.validation import check_epsilon
 from tf_rpp.optimizers.validation import check_strength
 
 
 @keras.saving.register_keras_serializable(package="tf_rpp")
-class GroupRPPOptimizer(MaskedOptimizer):
+class GroupRPPOptimizer(GroupMagnitudeOptimizer):
     """Structured RPP: reweighted proximal pruning of whole heads and neurons.
 
     Every step, after the inner optimizer's update, each group `g` (an
@@ -97,26 +97,21 @@ class GroupRPPOptimizer(MaskedOptimizer):
     ):
         group_strength = check_strength(group_strength, "group_strength")
         group_epsilon = check_epsilon(group_epsilon, "group_epsilon")
-        kinds = groups.check_kinds(kinds)
-        relative_targets = groups.check_relative_targets(relative_targets, kinds)
         l1 = ReweightedL1(l1_strength, epsilon, reweight_every)
         super().__init__(
-            inner_optimizer, prune=prune, include_embeddings=include_embeddings,
-            mask_gradients=mask_gradients, name=name, **kwargs,
+            inner_optimizer, kinds=kinds, relative_targets=relative_targets, prune=prune,
+            include_embeddings=include_embeddings, mask_gradients=mask_gradients, name=name, **kwargs,
         )
-        self.kinds = kinds
-        self.relative_targets = relative_targets
         self.initial_group_strength = group_strength
         self.group_epsilon = group_epsilon
         # Composition: the unstructured step runs only when asked for.
         self.l1 = l1 if l1.initial_l1_strength > 0 else None
         self._l1_config = l1.get_config()
-        self._group_sets = []
 
     def _build_pruning_state(self, variables):
+        super()._build_pruning_state(variables)  # the group sets
         if self.l1 is not None:
             self.l1.build(self)
-        self._group_sets = groups.bert_groups(variables, self.kinds)
         by_key = {selection.weight_key(v): v for v in variables}
         self._group_members = [[(by_key[key], axis) for key, axis in gs.members] for gs in self._group_sets]
         n = len(self.kinds)
@@ -130,28 +125,12 @@ class GroupRPPOptimizer(MaskedOptimizer):
         # a MiniLM step; `bench/step_overhead.py` measures it).
         with tf.init_scope():  # eager even when the optimizer is built inside a traced step
             weights = {selection.weight_key(v): np.asarray(v.numpy()) for v in variables}
-        norms = _norms_by_kind(weights, self._group_sets)
+        norms = groups.norms_by_kind(weights, self._group_sets)
         scales = np.asarray([_median_squared(norms.get(kind, np.zeros(0))) for kind in self.kinds], "float32")
         self.group_scale_variable = self.add_variable(
             shape=(n,), dtype="float32", name="group_scale",
             initializer=lambda shape, dtype=None: scales,
         )
-
-    def kind_targets(self, target):
-        """Each kind's fraction of groups to remove when the schedule's target is `target`.
-
-        Example:
-
-        >>> import keras
-        >>> GroupRPPOptimizer(keras.optimizers.AdamW(), relative_targets={"heads": 0.5}).kind_targets(0.6)
-        {'heads': 0.3, 'neurons': 0.6}
-        """
-        return groups.kind_targets(target, self.kinds, self.relative_targets)
-
-    @property
-    def group_sets(self):
-        """The `tf_rpp.groups.GroupSet`s this optimizer prunes (after `build`)."""
-        return list(self._group_sets)
 
     def group_strength(self, kind):
         """The current scale-free lambda of `kind` (a Python float)."""
@@ -171,23 +150,6 @@ class GroupRPPOptimizer(MaskedOptimizer):
         """`s_k`: the median squared group norm of `kind` when the optimizer was built."""
         self._require_built("group_scale()")
         return float(self.group_scale_variable.numpy()[self.kinds.index(kind)])
-
-    def group_norms(self):
-        """Per kind, the L2 norms of all its groups (layer by layer), as one NumPy vector."""
-        self._require_built("group_norms()")
-        return _norms_by_kind(self.weights_by_key(), self._group_sets)
-
-    def removed_groups(self):
-        """Per kind, the fraction of groups that are exactly zero now.
-
-        Example:
-
-        ```python
-        optimizer.removed_groups()  # {'heads': 0.25, 'neurons': 0.5}
-        ```
-        """
-        self._require_built("removed_groups()")
-        return groups.removed_fraction(self.weights_by_key(), self._group_sets)
 
     def _after_inner_step(self, learning_rate):
         active = tf.logical_not(tf.convert_to_tensor(self.frozen_variable))
@@ -251,9 +213,8 @@ class GroupRPPOptimizer(MaskedOptimizer):
 
     def pruning_logs(self):
         """`heads_removed`, `neurons_removed` (fractions) and each kind's `*_strength`."""
-        logs = {}
-        for kind, fraction in self.removed_groups().items():
-            logs[f"{kind}_removed"] = fraction
+        logs = super().pruning_logs()
+        for kind in self.kinds:
             logs[f"{kind}_strength"] = self.group_strength(kind)
         return logs
 
@@ -261,20 +222,10 @@ class GroupRPPOptimizer(MaskedOptimizer):
         config = super().get_config()
         config.update(
             group_strength=self.initial_group_strength,
-            kinds=list(self.kinds),
-            relative_targets=dict(self.relative_targets) or None,
             group_epsilon=self.group_epsilon,
             **self._l1_config,
         )
         return config
-
-
-def _norms_by_kind(weights, group_sets):
-    """Per kind, the L2 norms of all its groups (layer by layer) in NumPy `weights`."""
-    norms = {}
-    for gs in group_sets:
-        norms.setdefault(gs.kind, []).append(groups.group_norms(weights, gs))
-    return {kind: np.concatenate(parts) for kind, parts in norms.items()}
 
 
 def _median_squared(norms):

@@ -161,6 +161,12 @@ def _upstream(args, cell, seed):
                           resume=True).to_dict()
 
 
+def upstream_steps(args, cell, seed):
+    """The pruning steps the upstream run of `cell` and `seed` took (its `report.json`)."""
+    with open(os.path.join(_upstream_folder(args, cell, seed), "report.json"), encoding="utf-8") as f:
+        return json.load(f)["args"]["steps"]
+
+
 def train(args, task, cell, seed):
     """Trains one run unless its results exist; returns its `results.json` dict."""
     folder = _folder(args, task, cell, seed)
@@ -244,6 +250,8 @@ def summarize(args, tasks, cells, seeds):
                    "starts_from_dense": spec["kind"] != "dense"}
             if cell.startswith("nip_up_"):
                 row["kept_shared_with_rpp"] = mask_overlap(args, cell, sorted(runs))
+            if spec["kind"] == "up":
+                row["upstream_steps"] = sorted({upstream_steps(args, cell.replace("_rewind", ""), s) for s in runs})
             timed = args.latency_cells is None or cell in args.latency_cells.split(",")
             cached = os.path.exists(_latency_cache(args, task, cell))
             if not (args.train_only or args.no_latency) and 0 in runs and (timed or cached):
@@ -265,7 +273,8 @@ def markdown(rows, args):
              "paired by seed. Latency: `.tflite` batch 1, 64 tokens, median of "
              f"{args.latency_runs} invokes (ai_edge_litert, XNNPACK); size: file bytes (sparse encoding). "
              "Compute: mean wall time of a run on this 2-core machine (cells that start from the dense model "
-             "also need it).", "",
+             "also need it). Upstream cells (`*_up_*`): the upstream pruning steps are in brackets after "
+             "the cell's name.", "",
              "| task | cell | seeds | accuracy | drop vs dense (pts) | worst seed drop | int8 ms 1 thr | "
              "speed-up int8 | fp32 ms 1 thr | speed-up fp32 | int8 MB | fp32 MB | compute per run |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -279,7 +288,8 @@ def markdown(rows, args):
             f"{d[key]:.2f}{unit}" if key in d else "-"
             for d in (i8, f32) for key, unit in (("latency_ms_1_thread", ""), ("speedup_1_thread", "x")))
         sizes = " | ".join(f"{d['bytes'] / 1e6:.1f}" if d else "-" for d in (i8, f32))
-        lines.append(f"| {r['task']} | {r['cell']} | {len(r['seeds'])} | {acc['mean']:.4f} +- {acc['std']:.4f} | "
+        name = r["cell"] + (f" ({'/'.join(map(str, r['upstream_steps']))} up)" if r.get("upstream_steps") else "")
+        lines.append(f"| {r['task']} | {name} | {len(r['seeds'])} | {acc['mean']:.4f} +- {acc['std']:.4f} | "
                      f"{dropped} | {speed} | {sizes} | {r['compute_s_mean'] / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 

@@ -3,11 +3,12 @@
 Runs `recipes/main.py --seed K --objective O` into `runs/main_seeds/O/seedK` for every
 seed and objective (the main job's defaults otherwise; `--mlm-prune-steps` for MLM,
 which also warms up its head), skipping runs that finished (the main job resumes).
-The MLM runs reuse the dense model of the distill run of the same seed: the
-dense fine-tune does not depend on the objective. Writes
+`O_rewind` adds `--prune-rewind` (the kept weights back to the pretrained values
+when the upstream mask is final). The other runs reuse the dense model of the
+distill run of the same seed: the dense fine-tune does not depend on them. Writes
 `bench/results/main_job_seeds.{json,md}`.
 
-    python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,mlm
+    python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,mlm,distill_rewind
     python bench/main_job_seeds.py --report-only
 """
 
@@ -44,8 +45,10 @@ def run(args, objective, seed):
             and not os.path.exists(os.path.join(folder, "dense")):
         shutil.copytree(reference, os.path.join(folder, "dense"))
         # The copied results point at the reference's files, which stay where they are.
-    argv = ["--out", folder, "--seed", str(seed), "--objective", objective]
-    if objective == "mlm":
+    argv = ["--out", folder, "--seed", str(seed), "--objective", objective.removesuffix("_rewind")]
+    if objective.endswith("_rewind"):
+        argv.append("--prune-rewind")
+    if objective.startswith("mlm"):
         argv += ["--prune-steps", str(args.mlm_prune_steps)]
     print(f"=== {objective} seed {seed} ({time.strftime('%H:%M:%S')})", flush=True)
     main_job.main(argv)

@@ -72,6 +72,9 @@ def main(argv=None):
     parser.add_argument("--prune-distill", type=float, default=50.0,
                         help="--objective mlm: weight of upstream layer distillation beside MLM (default 50; on "
                              "rt_polarity at 60%% 0, 10, 50 gave 0.8165, 0.8382, 0.8439, measured)")
+    parser.add_argument("--prune-rewind", action="store_true",
+                        help="--flow upstream: when the mask is final the kept weights return to the pretrained "
+                             "values, then train for the last 20%% of the pruning steps (PruneConfig.rewind)")
     parser.add_argument("--task", default="rt_polarity", help="downstream task (default rt_polarity)")
     parser.add_argument("--learning-rate", type=float, default=1e-4, help="peak fine-tuning rate of the dense model "
                         "and of downstream pruning (default 1e-4)")
@@ -99,7 +102,8 @@ def main(argv=None):
         prune = pipeline.prune(out=os.path.join(args.out, "prune"), target_sparsity=args.target_sparsity,
                                steps=args.prune_steps, warmup_steps=args.warmup_steps, objective=args.objective,
                                sequence_length=args.prune_sequence_length,
-                               distill=args.prune_distill, seed=args.seed, verbose=args.verbose, resume=True)
+                               distill=args.prune_distill, rewind=args.prune_rewind, seed=args.seed,
+                               verbose=args.verbose, resume=True)
         pruned = _finetune_once(common, out=os.path.join(args.out, "pruned"), preset=prune.preset_dir,
                                    mask=prune.mask_path, learning_rate=args.pruned_learning_rate, **teacher)
         sparsity = prune.sparsity

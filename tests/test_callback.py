@@ -200,3 +200,27 @@ def test_rewind_returns_the_kept_weights_to_their_values_at_the_start():
     assert moved > 0
     with pytest.raises(ValueError, match="lacks"):
         tf_rpp.hardening.rewind(optimizer, {})
+
+
+def test_rewind_to_values_taken_before_an_interrupted_fit():
+    # A resumed fit (BackupAndRestore) begins from half-pruned weights: rewinding to the values when
+    # *that* fit began would keep the shrinkage, so the values from before the first fit are passed.
+    model = tiny_masked_lm(seed=12, hidden=32)
+    optimizer = tf_rpp.RPPOptimizer(keras.optimizers.AdamW(1e-3), reweight_every=10)
+    compile_mlm(model, optimizer)
+    optimizer.build(model.trainable_variables)
+    start = optimizer.weights_by_key()
+    schedule = PolynomialDecay(0.0, 0.7, begin_step=0, end_step=40, frequency=5)
+    model.fit(mlm_dataset(n=320, batch=16), epochs=1, verbose=0, callbacks=[tf_rpp.RPPCallback(schedule, rewind=start)])
+    assert not optimizer.frozen
+    midway = optimizer.weights_by_key()
+    model.fit(mlm_dataset(n=320, batch=16), epochs=1, verbose=0, callbacks=[tf_rpp.RPPCallback(schedule, rewind=start)])
+    assert optimizer.frozen
+    mask, after = optimizer.get_mask(), optimizer.weights_by_key()
+    differs = 0
+    for key in mask.keys:
+        np.testing.assert_array_equal(after[key][mask[key]], start[key][mask[key]])
+        differs += int(np.sum(midway[key][mask[key]] != start[key][mask[key]]))
+    assert differs > 0  # the second fit did begin from moved weights
+    with pytest.raises(ValueError, match="`rewind` must be"):
+        tf_rpp.RPPCallback(schedule, rewind="start")

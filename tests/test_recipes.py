@@ -86,6 +86,20 @@ def test_upstream_task_agnostic_distillation_objective(tmp_path, small_preset):
     _finetune_and_check(tmp_path / "p", tmp_path / "ft")
 
 
+def test_upstream_rewind_writes_the_presets_values_under_the_mask(tmp_path, small_preset):
+    # end_fraction 1: the mask becomes final at the last step, so nothing trains after the rewind.
+    result = pipeline.prune(preset=small_preset, out=str(tmp_path / "p"), steps=6, steps_per_epoch=3, frequency=2,
+                            target_sparsity=0.5, eval_texts=16, end_fraction=1.0, rewind=True, **SMALL)
+    mask = tf_rpp.SparsityMask.load(result.mask_path)
+    assert mask.sparsity == pytest.approx(0.5, abs=1e-3)
+    pruned = {v.path: v.numpy() for v in models.backbone(result.preset_dir).weights}
+    original = {v.path: v.numpy() for v in models.backbone(small_preset).weights}
+    for key in mask.keys:
+        np.testing.assert_array_equal(pruned[key], np.where(mask[key], original[key], 0.0))
+    with pytest.raises(ValueError, match="--rewind acts"):
+        pipeline.prune(rewind=True, l1_strength=1e-3, out=str(tmp_path / "x"))
+
+
 @pytest.fixture(scope="module")
 def dense_teacher(tmp_path_factory, small_preset):
     out = tmp_path_factory.mktemp("teacher")

@@ -62,10 +62,13 @@ class RPPCallback(keras.callbacks.Callback):
         log_dir: if given, per-layer sparsity, total sparsity, target and lambda
             are written there as TensorBoard scalars, like tfmot's
             `PruningSummaries`.
-        rewind: at hardening, the weights kept return to their values when
-            this `fit` began (`tf_rpp.hardening.rewind`): the proximal steps
-            chose the pattern, and the kept weights start recovery unshrunk
-            (e.g. at the dense fine-tuned model's values when pruning it).
+        rewind: at hardening, the weights kept return to earlier values
+            (`tf_rpp.hardening.rewind`): the proximal steps chose the pattern,
+            and the kept weights start recovery unshrunk. `True`: their values
+            when this `fit` began (e.g. the dense fine-tuned model's when
+            pruning it); a dict from key to array (`optimizer.weights_by_key()`
+            taken earlier): those values, which stay right when a resumed
+            `fit` (`keras.callbacks.BackupAndRestore`) begins from pruned ones.
 
     A NaN or infinite loss stops training at once with a `FloatingPointError`
     (before any mask is derived from the broken weights).
@@ -105,8 +108,11 @@ class RPPCallback(keras.callbacks.Callback):
         self.end_step = _end_step(schedule)
         if schedule is not None and self.end_step is not None:
             _check_target(schedule(tf.constant(self.end_step, tf.int64))[1], self.end_step)
-        self.rewind = bool(rewind)
-        self._start = None
+        if not isinstance(rewind, (bool, dict)):
+            raise ValueError(f"`rewind` must be True, False or a dict from key to array; received "
+                             f"{type(rewind).__name__}.")
+        self.rewind = rewind
+        self._start = rewind if isinstance(rewind, dict) else None
         self._writer = None
         self._last = {}
 
@@ -132,7 +138,7 @@ class RPPCallback(keras.callbacks.Callback):
             optimizer.build(self.model.trainable_variables)
         if self.log_dir is not None and self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        if self.rewind and not optimizer.frozen:
+        if self.rewind is True and not optimizer.frozen:
             self._start = optimizer.weights_by_key()
         self._measure(int(optimizer.iterations.numpy()), target=None)
 

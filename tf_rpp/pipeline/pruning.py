@@ -72,6 +72,9 @@ class PruneConfig:
     end_fraction: float = option(0.8, "the schedule reaches the target at this fraction of --steps; the rest "
                                  "trains with the mask frozen")
     frequency: int = option(10, "the schedule's pruning frequency in steps")
+    rewind: bool = option(False, "when the mask is final, the kept weights return to the preset's values (the "
+                          "proximal steps shrink them) and the rest of --steps trains them from there (in the main job, "
+                          "60%, seed 0: 2.18 points lost against 1.99 without; docs/frontier.md)")
     warmup_steps: int = option(150, "with --objective mlm: MLM-head warm-up steps, backbone frozen")
     learning_rate: float = option(1e-4, "AdamW learning rate while pruning")
     distill: float = option(0.0, "with --objective mlm: weight of upstream distillation while pruning: the pruned "
@@ -105,6 +108,8 @@ class PruneConfig:
             raise ValueError("--steps and --steps-per-epoch must be >= 1.")
         if not 0 < self.end_fraction <= 1:
             raise ValueError(f"--end-fraction must be in (0, 1]; received {self.end_fraction}.")
+        if self.rewind and self.l1_strength is not None and self.method == "rpp":
+            raise ValueError("--rewind acts when a schedule's mask is final; paper mode (--l1-strength) has none.")
         if self.corpus != "packaged" and not os.path.isfile(self.corpus):
             raise FileNotFoundError(f"--corpus {self.corpus!r}: no such file (or use 'packaged').")
 
@@ -292,11 +297,17 @@ def _train(config, model, backbone, train, eval_batches):
     with models.pooler_frozen(backbone):
         trained.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile,
                         weighted_metrics=["accuracy"] if config.objective == "mlm" else None)
+        rewind = False
+        if config.rewind:
+            # Taken now: a resumed fit begins from the backup's pruned weights, not the preset's.
+            optimizer.build(trained.trainable_variables)
+            rewind = optimizer.weights_by_key()
         history = trained.fit(
             train, steps_per_epoch=config.steps_per_epoch, epochs=epochs, verbose=config.verbose, shuffle=False,
             callbacks=[
                 keras.callbacks.BackupAndRestore(os.path.join(config.out, "backup"), save_freq="epoch"),
-                RPPCallback(schedule, log_dir=os.path.join(config.out, "logs"), log_every=config.frequency),
+                RPPCallback(schedule, log_dir=os.path.join(config.out, "logs"), log_every=config.frequency,
+                            rewind=rewind),
             ],
         )
     if not optimizer.frozen:

@@ -173,14 +173,19 @@ def test_nan_loss_stops_pruning_and_leaves_the_last_good_mask_on_disk(tmp_path):
         tf_rpp.SparsityMask.from_magnitudes(optimizer.weights_by_key(), 0.5)
 
 
-def test_rewind_returns_the_kept_weights_to_their_values_at_the_start():
-    model = tiny_masked_lm(seed=11, hidden=32)
+def _rpp_before_training(seed):
+    """A tiny RPP-compiled masked LM, its pruned weights before training, and a 40-step schedule."""
+    model = tiny_masked_lm(seed=seed, hidden=32)
     optimizer = tf_rpp.RPPOptimizer(keras.optimizers.AdamW(1e-3), reweight_every=10)
     compile_mlm(model, optimizer)
     optimizer.build(model.trainable_variables)
-    start = optimizer.weights_by_key()
+    return model, optimizer, optimizer.weights_by_key(), PolynomialDecay(0.0, 0.7, begin_step=0, end_step=40,
+                                                                         frequency=5)
+
+
+def test_rewind_returns_the_kept_weights_to_their_values_at_the_start():
+    model, optimizer, start, schedule = _rpp_before_training(11)
     # 40 steps, hardened at the last one: the kept weights are the starting values, the rest exact zeros.
-    schedule = PolynomialDecay(0.0, 0.7, begin_step=0, end_step=40, frequency=5)
     model.fit(mlm_dataset(n=320, batch=16), epochs=2, verbose=0,
               callbacks=[tf_rpp.RPPCallback(schedule, rewind=True)])
     assert optimizer.frozen and int(optimizer.iterations.numpy()) == 40
@@ -205,12 +210,7 @@ def test_rewind_returns_the_kept_weights_to_their_values_at_the_start():
 def test_rewind_to_values_taken_before_an_interrupted_fit():
     # A resumed fit (BackupAndRestore) begins from half-pruned weights: rewinding to the values when
     # *that* fit began would keep the shrinkage, so the values from before the first fit are passed.
-    model = tiny_masked_lm(seed=12, hidden=32)
-    optimizer = tf_rpp.RPPOptimizer(keras.optimizers.AdamW(1e-3), reweight_every=10)
-    compile_mlm(model, optimizer)
-    optimizer.build(model.trainable_variables)
-    start = optimizer.weights_by_key()
-    schedule = PolynomialDecay(0.0, 0.7, begin_step=0, end_step=40, frequency=5)
+    model, optimizer, start, schedule = _rpp_before_training(12)
     model.fit(mlm_dataset(n=320, batch=16), epochs=1, verbose=0, callbacks=[tf_rpp.RPPCallback(schedule, rewind=start)])
     assert not optimizer.frozen
     midway = optimizer.weights_by_key()

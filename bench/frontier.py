@@ -26,6 +26,7 @@ and teacher:
   the report gives how much of its kept weights RPP's mask of the same seed
   keeps too (`SparsityMask.overlap`). `rpp_up_S_rewind`: RPP's upstream mask
   on the pretrained weights (the kept weights as before the proximal steps).
+  `rpp_up_S_u600`: `rpp_up_S` with 600 upstream steps.
 
 Latency and size come from the seed-0 model of each cell, exported to
 `.tflite` (float32 and dynamic-range int8, structured cells shrunk first) and
@@ -75,6 +76,9 @@ def _cells():
         # proximal steps shrank them (separates RPP's choice from its shrinkage).
         cells[f"rpp_up_{level}_rewind"] = dict(kind="up", sparsity=level / 100, method="rpp", rewind=True,
                                                learning_rate=3e-4)
+        # A longer upstream phase: the universal mask is learned once for every task.
+        cells[f"rpp_up_{level}_u600"] = dict(kind="up", sparsity=level / 100, method="rpp", learning_rate=3e-4,
+                                             upstream_steps=600)
     for level in (50, 55, 60, 67, 70, 75):
         for rewind in (False, True):
             cells[f"structured_{level}" + ("_rewind" if rewind else "")] = dict(
@@ -157,7 +161,8 @@ def _upstream(args, cell, seed):
             return json.load(f)
     spec = CELLS[cell]
     return pipeline.prune(out=folder, objective="distill", method=spec["method"], sequence_length=32,
-                          target_sparsity=spec["sparsity"], steps=args.upstream_steps, seed=seed, verbose=2,
+                          target_sparsity=spec["sparsity"], steps=spec.get("upstream_steps", args.upstream_steps),
+                          seed=seed, verbose=2,
                           resume=True).to_dict()
 
 

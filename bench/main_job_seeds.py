@@ -79,6 +79,11 @@ def report(args, objectives, seeds):
             "dense": _spread(dense), "pruned": _spread(pruned), "drop_points": _spread(drops),
             "prune_s_mean": statistics.mean(r["prune"]["wall_time_s"] for r in runs.values()),
         })
+    json_path = os.path.join(ROOT, "bench", "results", "main_job_seeds.json")
+    if os.path.exists(json_path):  # rows of objectives not run this time stay
+        with open(json_path, encoding="utf-8") as f:
+            kept = [r for r in json.load(f)["rows"] if r["objective"] not in {row["objective"] for row in rows}]
+        rows = kept + rows
     result = {"command": "python bench/main_job_seeds.py " + " ".join(sys.argv[1:]), "rows": rows}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     atomic_write(os.path.join(ROOT, "bench", "results", "main_job_seeds.json"), json.dumps(result, indent=2).encode())

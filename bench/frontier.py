@@ -56,6 +56,7 @@ from tf_rpp import pipeline  # noqa: E402
 from tf_rpp import shrink  # noqa: E402
 from tf_rpp import viz  # noqa: E402
 from tf_rpp.files import atomic_write  # noqa: E402
+from frontier_latency import TEXT  # noqa: E402
 from tflite_size_latency import latency_ms  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -152,6 +153,11 @@ def _done(folder):
         return json.load(f)
 
 
+def _upstream_cell(cell):
+    """The upstream run an `*_up_*` cell fine-tunes from (`rpp_up_80_rewind` reuses `rpp_up_80`'s)."""
+    return cell.removesuffix("_rewind")
+
+
 def _upstream(args, cell, seed):
     """The upstream pruning run of `cell` (`rpp_up_S`/`nip_up_S`) and seed: its report, run if missing."""
     folder = _upstream_folder(args, cell, seed)
@@ -185,7 +191,7 @@ def train(args, task, cell, seed):
         return pipeline.finetune(out=folder, **common).to_dict()
     dense = train(args, task, "dense", seed)["model_path"]
     if spec["kind"] == "up":
-        upstream = _upstream(args, cell.replace("_rewind", ""), seed)
+        upstream = _upstream(args, _upstream_cell(cell), seed)
         preset = models.DEFAULT_PRESET if spec.get("rewind") else upstream["preset_dir"]
         result = pipeline.finetune(out=folder, preset=preset, mask=upstream["mask_path"],
                                    teacher=dense, **DISTILL, **common).to_dict()
@@ -211,15 +217,14 @@ def measure(args, task, cell):
     model = tf_rpp.load_model(result["model_path"], compile=False)
     if CELLS[cell].get("structured"):
         model = shrink.shrink_classifier(model)
-    text = "a gripping, beautifully acted film that never lets go of its audience ."
     rows = {}
     for variant, quantize in (("float32", None), ("int8", "dynamic")):
         path = os.path.join(folder, f"model_{variant}.tflite")
         export.export_tflite(model, path, sequence_length=64, sparse=True, quantize=quantize,
                              labels=result["label_names"])
         rows[variant] = {"bytes": os.path.getsize(path),
-                         "latency_ms_1_thread": latency_ms(path, text, 1, args.latency_runs)[0],
-                         "latency_ms_2_threads": latency_ms(path, text, 2, args.latency_runs)[0]}
+                         "latency_ms_1_thread": latency_ms(path, TEXT, 1, args.latency_runs)[0],
+                         "latency_ms_2_threads": latency_ms(path, TEXT, 2, args.latency_runs)[0]}
     atomic_write(cache, json.dumps(rows, indent=2).encode())
     return rows
 
@@ -256,7 +261,7 @@ def summarize(args, tasks, cells, seeds):
             if cell.startswith("nip_up_"):
                 row["kept_shared_with_rpp"] = mask_overlap(args, cell, sorted(runs))
             if spec["kind"] == "up":
-                row["upstream_steps"] = sorted({upstream_steps(args, cell.replace("_rewind", ""), s) for s in runs})
+                row["upstream_steps"] = sorted({upstream_steps(args, _upstream_cell(cell), s) for s in runs})
             timed = args.latency_cells is None or cell in args.latency_cells.split(",")
             cached = os.path.exists(_latency_cache(args, task, cell))
             if not (args.train_only or args.no_latency) and 0 in runs and (timed or cached):

@@ -20,7 +20,10 @@ import time
 
 from tflite_size_latency import latency_ms
 
+from tf_rpp.files import atomic_write
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+# The text every frontier latency is timed on (`bench/frontier.py` imports it).
 TEXT = "a gripping, beautifully acted film that never lets go of its audience ."
 
 
@@ -64,10 +67,8 @@ def main(argv=None):
                      f"({i8['speedup_min']:.2f}-{i8['speedup_max']:.2f}) | {f32['median_ms']:.2f} | "
                      f"{f32['speedup_median']:.2f}x ({f32['speedup_min']:.2f}-{f32['speedup_max']:.2f}) |")
     results = os.path.join(ROOT, "bench", "results")
-    with open(os.path.join(results, "frontier_latency.json"), "w", encoding="utf-8") as f:
-        json.dump(out, f, indent=2)
-    with open(os.path.join(results, "frontier_latency.md"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    atomic_write(os.path.join(results, "frontier_latency.json"), json.dumps(out, indent=2).encode())
+    atomic_write(os.path.join(results, "frontier_latency.md"), ("\n".join(lines) + "\n").encode())
     print("\n".join(lines))
 
 

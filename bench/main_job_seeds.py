@@ -82,11 +82,11 @@ def report(args, objectives, seeds):
     json_path = os.path.join(ROOT, "bench", "results", "main_job_seeds.json")
     if os.path.exists(json_path):  # rows of objectives not run this time stay
         with open(json_path, encoding="utf-8") as f:
-            kept = [r for r in json.load(f)["rows"] if r["objective"] not in {row["objective"] for row in rows}]
-        rows = kept + rows
+            ran = {row["objective"] for row in rows}
+            rows = [r for r in json.load(f)["rows"] if r["objective"] not in ran] + rows
     result = {"command": "python bench/main_job_seeds.py " + " ".join(sys.argv[1:]), "rows": rows}
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    atomic_write(os.path.join(ROOT, "bench", "results", "main_job_seeds.json"), json.dumps(result, indent=2).encode())
+    atomic_write(json_path, json.dumps(result, indent=2).encode())
     lines = ["`recipes/main.py` (MiniLM, RPP to 60% upstream, rt_polarity dev, 1,057 sentences), per upstream "
              "objective, seeds as listed; drop = dense minus pruned of the same seed, in points; mean +- sample "
              "std; prune = wall time of the upstream phase on this 2-core machine (some runs shared the cores).",

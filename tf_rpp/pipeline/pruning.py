@@ -98,6 +98,11 @@ class PruneConfig:
     resume: bool = option(False, "continue an interrupted run in --out")
     verbose: int = option(1, "Keras progress display: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2))
 
+    @property
+    def scheduled(self):
+        """Whether a PolynomialDecay drives pruning (and hardens the mask at its end): all but paper mode."""
+        return self.l1_strength is None or self.method == "magnitude"
+
     def check(self):
         """Raises ValueError for settings that cannot work, before any data or model is loaded."""
         if not 0 <= self.target_sparsity < 1:
@@ -108,7 +113,7 @@ class PruneConfig:
             raise ValueError("--steps and --steps-per-epoch must be >= 1.")
         if not 0 < self.end_fraction <= 1:
             raise ValueError(f"--end-fraction must be in (0, 1]; received {self.end_fraction}.")
-        if self.rewind and self.l1_strength is not None and self.method == "rpp":
+        if self.rewind and not self.scheduled:
             raise ValueError("--rewind acts when a schedule's mask is final; paper mode (--l1-strength) has none.")
         if self.corpus != "packaged" and not os.path.isfile(self.corpus):
             raise FileNotFoundError(f"--corpus {self.corpus!r}: no such file (or use 'packaged').")
@@ -277,7 +282,7 @@ def _train(config, model, backbone, train, eval_batches):
     else:
         optimizer = MaskedOptimizer(inner, include_embeddings=config.include_embeddings)
     schedule = None
-    if config.l1_strength is None or config.method == "magnitude":
+    if config.scheduled:
         end_step = max(1, int(config.steps * config.end_fraction))
         schedule = tfmot.sparsity.keras.PolynomialDecay(
             0.0, config.target_sparsity, begin_step=0, end_step=end_step, frequency=config.frequency)

@@ -32,13 +32,15 @@ Latency and size come from the seed-0 model of each cell, exported to
 `.tflite` (float32 and dynamic-range int8, structured cells shrunk first) and
 timed at batch 1 with 1 and 2 threads (`ai_edge_litert`, median `invoke()`).
 
-Resumable: every run writes `runs/frontier/<task>/<cell>/seed<k>/results.json`;
-existing ones are kept, so run it again after an interruption (or to add
-seeds or cells). Results: `bench/results/frontier.{json,md}`,
-`docs/images/frontier.png`.
+Resumable: every run writes `runs/frontier/<task>/<cell>/seed<k>/results.json`
+(`runs/frontier_<steps>/...` for another `--steps`: each budget has its own
+runs and its own rows, and a run of another budget is refused); existing ones
+are kept, so run it again after an interruption (or to add seeds or cells).
+Results: `bench/results/frontier.{json,md}`, `docs/images/frontier.png`.
 
     python bench/frontier.py --tasks rt_polarity --cells dense,rpp_down_80,structured_50   # train what is missing
     python bench/frontier.py --report-only                                                 # measure and write
+    python bench/frontier.py --steps 600 --cells dense,structured_50_rewind --no-latency    # a longer budget
 """
 
 import argparse
@@ -110,7 +112,8 @@ def build_parser():
     p.add_argument("--seeds", default="0,1,2", help="comma-separated (default 0,1,2)")
     p.add_argument("--steps", type=int, default=300, help="fine-tuning steps of every run (default 300)")
     p.add_argument("--upstream-steps", type=int, default=250, help="RPP steps of rpp_up_* (default 250)")
-    p.add_argument("--runs", default="runs/frontier", help="where the models go (default runs/frontier)")
+    p.add_argument("--runs", default=None,
+                   help="where the models go (default runs/frontier, or runs/frontier_<steps> for other --steps)")
     p.add_argument("--latency-runs", type=int, default=50, help="timed invokes per latency (default 50)")
     p.add_argument("--report-only", action="store_true", help="train nothing; measure and write what exists")
     p.add_argument("--train-only", action="store_true", help="train what is missing; no export or report")
@@ -121,12 +124,17 @@ def build_parser():
     return p
 
 
+def _runs(args):
+    """The run folder of `args`: one per fine-tuning budget, so a 300-step run is never taken for a 600-step one."""
+    return args.runs or ("runs/frontier" if args.steps == 300 else f"runs/frontier_{args.steps}")
+
+
 def _folder(args, task, cell, seed):
-    return os.path.join(args.runs, task, cell, f"seed{seed}")
+    return os.path.join(_runs(args), task, cell, f"seed{seed}")
 
 
 def _upstream_folder(args, cell, seed):
-    return os.path.join(args.runs, "upstream", cell, f"seed{seed}")
+    return os.path.join(_runs(args), "upstream", cell, f"seed{seed}")
 
 
 def mask_overlap(args, cell, seeds):
@@ -183,6 +191,9 @@ def train(args, task, cell, seed):
     folder = _folder(args, task, cell, seed)
     found = _done(folder)
     if found is not None:
+        if found["steps"] != args.steps:
+            raise SystemExit(f"frontier: {folder} was trained for {found['steps']} steps, not --steps "
+                             f"{args.steps}; give another --runs")
         return found
     spec = CELLS[cell]
     common = dict(task=task, steps=args.steps, seed=seed, verbose=2, learning_rate=spec["learning_rate"])
@@ -250,7 +261,8 @@ def summarize(args, tasks, cells, seeds):
                       if dense_runs.get(s) is not None]
             own = [r["wall_time_s"] + r.get("upstream_wall_time_s", 0.0) for r in runs.values()]
             spec = CELLS[cell]
-            row = {"task": task, "cell": cell, "kind": spec["kind"], "metric": metric, "seeds": sorted(runs),
+            row = {"task": task, "cell": cell, "steps": args.steps, "kind": spec["kind"], "metric": metric,
+                   "seeds": sorted(runs),
                    "per_seed": {str(s): r["metrics"][metric] for s, r in sorted(runs.items())},
                    "accuracy": _spread(values), "drop_vs_dense": _spread([-d for d in paired]) if paired else None,
                    "sparsity": spec.get("sparsity"), "structured": spec.get("structured"),
@@ -268,7 +280,8 @@ def summarize(args, tasks, cells, seeds):
                 row["tflite"] = measure(args, task, cell)
             rows.append(row)
     for row in rows:
-        dense = next((r for r in rows if r["task"] == row["task"] and r["cell"] == "dense"), None)
+        dense = next((r for r in rows if r["task"] == row["task"] and r["cell"] == "dense"
+                      and r["steps"] == row["steps"]), None)
         if dense and "tflite" in row and "tflite" in dense:
             for variant, measured in row["tflite"].items():
                 base = dense["tflite"][variant]
@@ -278,16 +291,17 @@ def summarize(args, tasks, cells, seeds):
 
 
 def markdown(rows, args):
-    lines = [f"MiniLM-L6 (all-MiniLM-L6-v2), {args.steps} fine-tuning steps at batch 32 per run, seeds "
+    lines = [f"MiniLM-L6 (all-MiniLM-L6-v2), `steps` fine-tuning steps at batch 32 per run (the dense "
+             "baseline of a row is trained for as many), seeds "
              f"{args.seeds}; accuracy on the dev set, mean +- sample std over seeds; drop = dense minus pruned, "
              "paired by seed. Latency: `.tflite` batch 1, 64 tokens, median of "
              f"{args.latency_runs} invokes (ai_edge_litert, XNNPACK); size: file bytes (sparse encoding). "
              "Compute: mean wall time of a run on this 2-core machine (cells that start from the dense model "
              "also need it). Upstream cells (`*_up_*`): the upstream pruning steps are in brackets after "
              "the cell's name.", "",
-             "| task | cell | seeds | accuracy | drop vs dense (pts) | worst seed drop | int8 ms 1 thr | "
+             "| task | cell | steps | seeds | accuracy | drop vs dense (pts) | worst seed drop | int8 ms 1 thr | "
              "speed-up int8 | fp32 ms 1 thr | speed-up fp32 | int8 MB | fp32 MB | compute per run |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         acc, drop = r["accuracy"], r["drop_vs_dense"]
         t = r.get("tflite", {})
@@ -299,7 +313,7 @@ def markdown(rows, args):
             for d in (i8, f32) for key, unit in (("latency_ms_1_thread", ""), ("speedup_1_thread", "x")))
         sizes = " | ".join(f"{d['bytes'] / 1e6:.1f}" if d else "-" for d in (i8, f32))
         name = r["cell"] + (f" ({'/'.join(map(str, r['upstream_steps']))} up)" if r.get("upstream_steps") else "")
-        lines.append(f"| {r['task']} | {name} | {len(r['seeds'])} | {acc['mean']:.4f} +- {acc['std']:.4f} | "
+        lines.append(f"| {r['task']} | {name} | {r['steps']} | {len(r['seeds'])} | {acc['mean']:.4f} +- {acc['std']:.4f} | "
                      f"{dropped} | {speed} | {sizes} | {r['compute_s_mean'] / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 
@@ -325,11 +339,12 @@ def main(argv=None):
     json_path = os.path.join(results_dir, "frontier.json")
     if os.path.exists(json_path):  # rows of other tasks or cells measured earlier stay
         with open(json_path, encoding="utf-8") as f:
-            old = {(r["task"], r["cell"]): r for r in json.load(f)["rows"]}
-    old.update({(r["task"], r["cell"]): r for r in rows})
-    merged = sorted(old.values(), key=lambda r: (r["task"], list(CELLS).index(r["cell"])))
+            before = json.load(f)
+        old = {(r["task"], r["cell"], r.setdefault("steps", before.get("steps", 300))): r for r in before["rows"]}
+    old.update({(r["task"], r["cell"], r["steps"]): r for r in rows})
+    merged = sorted(old.values(), key=lambda r: (r["task"], r["steps"], list(CELLS).index(r["cell"])))
     summary = {"command": "python bench/frontier.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "steps": args.steps, "rows": merged}
+               "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": merged}
     atomic_write(json_path, json.dumps(summary, indent=2).encode())
     atomic_write(os.path.join(results_dir, "frontier.md"), markdown(merged, args).encode())
     if any("tflite" in r for r in merged):

@@ -6,6 +6,11 @@ same fine-tuning budget (`--steps` at batch 32) for each of `--seeds` on each of
 and teacher:
 
 - `dense`: the pretrained model fine-tuned (peak rate 1e-4).
+- `dense_distilled`: the control of the cells below that start from the dense
+  model: the dense fine-tuned model trained for `--steps` more with their
+  distillation and the structured cells' rate (3e-4), nothing pruned (their
+  pruned models get two runs of training; this shows what the second run gives
+  without pruning).
 - `rpp_down_S`, `gmp_down_S` (S = 60, 80, 90): downstream unstructured pruning,
   the dense fine-tuned model pruned on the task itself (`RPPOptimizer`, or
   gradual magnitude pruning) to S% of the encoder kernels over 60% of the
@@ -67,6 +72,9 @@ DISTILL = dict(teacher_layers=10.0)
 
 def _cells():
     cells = {"dense": dict(kind="dense", learning_rate=1e-4)}
+    # The control of every cell that starts from the dense model: the same second run and
+    # distillation with nothing pruned, so a pruned cell's gain from the extra steps shows.
+    cells["dense_distilled"] = dict(kind="down", learning_rate=3e-4)
     for level in (60, 80, 90):
         for method, short in (("rpp", "rpp"), ("magnitude", "gmp")):
             for rewind in (False, True):

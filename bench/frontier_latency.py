@@ -7,8 +7,8 @@ speed-up is against the dense file of the same round, then the median of those r
 
     python bench/frontier_latency.py --cells dense,structured_50_rewind,structured_h35_n65_rewind --rounds 5
 
-Results: `bench/results/frontier_latency.{json,md}`. Needs the files `bench/frontier.py` exported
-(`runs/frontier/<task>/<cell>/seed0/model_{float32,int8}.tflite`).
+Results: `bench/results/<--name>.{json,md}` (default `frontier_latency`). Needs the files `bench/frontier.py`
+exported (`<--runs-dir>/<task>/<cell>/seed0/model_{float32,int8}.tflite`).
 """
 
 import argparse
@@ -34,6 +34,9 @@ def main(argv=None):
     p.add_argument("--runs-dir", default="runs/frontier")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--runs", type=int, default=50, help="timed invokes per file per round")
+    p.add_argument("--name", default="frontier_latency",
+                   help="results file name under bench/results (default frontier_latency; e.g. frontier_latency_600 "
+                        "for --runs-dir runs/frontier_600)")
     args = p.parse_args(argv)
     cells = ["dense"] + [c for c in args.cells.split(",") if c and c != "dense"]
     paths = {(c, v): os.path.join(args.runs_dir, args.task, c, "seed0", f"model_{v}.tflite")
@@ -67,8 +70,8 @@ def main(argv=None):
                      f"({i8['speedup_min']:.2f}-{i8['speedup_max']:.2f}) | {f32['median_ms']:.2f} | "
                      f"{f32['speedup_median']:.2f}x ({f32['speedup_min']:.2f}-{f32['speedup_max']:.2f}) |")
     results = os.path.join(ROOT, "bench", "results")
-    atomic_write(os.path.join(results, "frontier_latency.json"), json.dumps(out, indent=2).encode())
-    atomic_write(os.path.join(results, "frontier_latency.md"), ("\n".join(lines) + "\n").encode())
+    atomic_write(os.path.join(results, f"{args.name}.json"), json.dumps(out, indent=2).encode())
+    atomic_write(os.path.join(results, f"{args.name}.md"), ("\n".join(lines) + "\n").encode())
     print("\n".join(lines))
 
 

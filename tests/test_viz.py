@@ -70,3 +70,21 @@ def test_word_tsne_on_a_real_tokenizer_and_backbone(tmp_path):
     assert "w3" in shown and len(shown) == 21
     with pytest.raises(ValueError, match="is not among"):
         viz.plot_embedding_tsne({"dense": vectors}, words, "nope")
+
+
+def test_frontier_plot_places_each_row_and_names_budgets_only_when_they_differ(tmp_path):
+    def row(cell, steps, ms, mb, acc):
+        return {"task": "rt_polarity", "cell": cell, "steps": steps, "kind": "down",
+                "accuracy": {"mean": acc, "std": 0.01},
+                "tflite": {"int8": {"latency_ms_1_thread": ms, "bytes": mb * 1e6}}}
+
+    rows = [row("dense", 300, 20.0, 23.0, 0.86), row("structured_50_rewind", 300, 10.0, 18.0, 0.85),
+            {"task": "rt_polarity", "cell": "rpp_up_80", "steps": 300, "accuracy": {"mean": 0.8, "std": 0.0}}]
+    fig = viz.plot_frontier(rows, tmp_path / "one.png")
+    assert (tmp_path / "one.png").read_bytes().startswith(PNG)
+    latency, size = fig.axes
+    assert sorted(t.get_text() for t in latency.texts) == ["dense", "structured_50_rewind"]  # no tflite: no point
+    assert sorted(t.xy for t in size.texts) == [(18.0, 0.85), (23.0, 0.86)]
+    fig = viz.plot_frontier(rows[:2] + [row("structured_50_rewind", 600, 10.5, 18.0, 0.87)])
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == [
+        "dense (300 steps)", "structured_50_rewind (300 steps)", "structured_50_rewind (600 steps)"]

@@ -211,7 +211,8 @@ def plot_frontier(rows, path=None, variant="int8", title=None):
     Args:
         rows: dicts as `bench/frontier.py` writes: `task`, `cell`, `accuracy`
             (`mean`, `std`) and `tflite[variant]` (`latency_ms_1_thread`,
-            `bytes`); rows without `tflite` are skipped.
+            `bytes`); rows without `tflite` are skipped. With rows of several
+            fine-tuning budgets (`steps`), each label names its budget.
         variant: `"int8"` (dynamic range) or `"float32"`.
 
     Example:
@@ -225,6 +226,7 @@ def plot_frontier(rows, path=None, variant="int8", title=None):
     plt = _pyplot()
     points = [r for r in rows if variant in r.get("tflite", {})]
     tasks = list(dict.fromkeys(r["task"] for r in points))
+    several_budgets = len({r.get("steps") for r in points}) > 1  # then each label names its budget
     fig, axes = plt.subplots(len(tasks) or 1, 2, figsize=(10, 3.8 * max(1, len(tasks))), squeeze=False)
     styles = {"dense": ("s", "#555555"), "down": ("^", "#2c7fb8"), "up": ("v", "#7b3294"), "structured": ("o", "#c0392b")}
     for row_axes, task in zip(axes, tasks):
@@ -236,7 +238,8 @@ def plot_frontier(rows, path=None, variant="int8", title=None):
                 x = r["tflite"][variant][key] / (1e6 if key == "bytes" else 1.0)
                 ax.errorbar([x], [r["accuracy"]["mean"]], yerr=[r["accuracy"]["std"]], fmt=marker, color=color,
                             capsize=3)
-                ax.annotate(r["cell"], (x, r["accuracy"]["mean"]), textcoords="offset points", xytext=(4, 4),
+                label = r["cell"] + (f" ({r['steps']} steps)" if several_budgets else "")
+                ax.annotate(label, (x, r["accuracy"]["mean"]), textcoords="offset points", xytext=(4, 4),
                             fontsize=7)
             ax.set_xlabel(label)
             ax.set_ylabel(f"{task} dev accuracy (seed mean +- std)")

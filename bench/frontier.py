@@ -321,8 +321,9 @@ def markdown(rows, args):
             for d in (i8, f32) for key, unit in (("latency_ms_1_thread", ""), ("speedup_1_thread", "x")))
         sizes = " | ".join(f"{d['bytes'] / 1e6:.1f}" if d else "-" for d in (i8, f32))
         name = r["cell"] + (f" ({'/'.join(map(str, r['upstream_steps']))} up)" if r.get("upstream_steps") else "")
-        lines.append(f"| {r['task']} | {name} | {r['steps']} | {len(r['seeds'])} | {acc['mean']:.4f} +- {acc['std']:.4f} | "
-                     f"{dropped} | {speed} | {sizes} | {r['compute_s_mean'] / 60:.1f} min |")
+        lines.append(f"| {r['task']} | {name} | {r['steps']} | {len(r['seeds'])} | "
+                     f"{acc['mean']:.4f} +- {acc['std']:.4f} | {dropped} | {speed} | {sizes} | "
+                     f"{r['compute_s_mean'] / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 
 

@@ -69,6 +69,7 @@ from tflite_size_latency import latency_ms  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DISTILL = dict(teacher_layers=10.0)
+STEPS = 300  # the frontier's budget; its runs live in runs/frontier, other budgets' in runs/frontier_<steps>
 
 
 def _cells():
@@ -123,7 +124,7 @@ def build_parser():
     p.add_argument("--cells", default="dense,rpp_down_80,structured_50",
                    help=f"comma-separated, of: {', '.join(CELLS)}")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated (default 0,1,2)")
-    p.add_argument("--steps", type=int, default=300, help="fine-tuning steps of every run (default 300)")
+    p.add_argument("--steps", type=int, default=STEPS, help=f"fine-tuning steps of every run (default {STEPS})")
     p.add_argument("--upstream-steps", type=int, default=250, help="RPP steps of rpp_up_* (default 250)")
     p.add_argument("--runs", default=None,
                    help="where the models go (default runs/frontier, or runs/frontier_<steps> for other --steps)")
@@ -137,17 +138,12 @@ def build_parser():
     return p
 
 
-def _runs(args):
-    """The run folder of `args`: one per fine-tuning budget, so a 300-step run is never taken for a 600-step one."""
-    return args.runs or ("runs/frontier" if args.steps == 300 else f"runs/frontier_{args.steps}")
-
-
 def _folder(args, task, cell, seed):
-    return os.path.join(_runs(args), task, cell, f"seed{seed}")
+    return os.path.join(args.runs, task, cell, f"seed{seed}")
 
 
 def _upstream_folder(args, cell, seed):
-    return os.path.join(_runs(args), "upstream", cell, f"seed{seed}")
+    return os.path.join(args.runs, "upstream", cell, f"seed{seed}")
 
 
 def mask_overlap(args, cell, seeds):
@@ -334,6 +330,8 @@ def markdown(rows, args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    # One folder per budget, so a run of one budget is never taken for another's.
+    args.runs = args.runs or ("runs/frontier" if args.steps == STEPS else f"runs/frontier_{args.steps}")
     tasks = [t for t in args.tasks.split(",") if t]
     cells = [c for c in args.cells.split(",") if c]
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -353,8 +351,7 @@ def main(argv=None):
     json_path = os.path.join(results_dir, "frontier.json")
     if os.path.exists(json_path):  # rows of other tasks or cells measured earlier stay
         with open(json_path, encoding="utf-8") as f:
-            before = json.load(f)
-        old = {(r["task"], r["cell"], r.setdefault("steps", before.get("steps", 300))): r for r in before["rows"]}
+            old = {(r["task"], r["cell"], r["steps"]): r for r in json.load(f)["rows"]}
     old.update({(r["task"], r["cell"], r["steps"]): r for r in rows})
     merged = sorted(old.values(), key=lambda r: (r["task"], r["steps"], list(CELLS).index(r["cell"])))
     summary = {"command": "python bench/frontier.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -32,7 +32,8 @@ and teacher:
   the report gives how much of its kept weights RPP's mask of the same seed
   keeps too (`SparsityMask.overlap`). `rpp_up_S_rewind`: RPP's upstream mask
   on the pretrained weights (the kept weights as before the proximal steps).
-  `rpp_up_S_u600`: `rpp_up_S` with 600 upstream steps.
+  `rpp_up_S_u600`: `rpp_up_S` with 600 upstream steps. `..._dt`: distilling
+  `dense_distilled` instead of `dense` while fine-tuning.
 
 Latency and size come from the seed-0 model of each cell, exported to
 `.tflite` (float32 and dynamic-range int8, structured cells shrunk first) and
@@ -47,6 +48,7 @@ Results: `bench/results/frontier.{json,md}`, `docs/images/frontier.png`.
     python bench/frontier.py --tasks rt_polarity --cells dense,rpp_down_80,structured_50   # train what is missing
     python bench/frontier.py --report-only                                                 # measure and write
     python bench/frontier.py --steps 600 --cells dense,structured_50_rewind --no-latency    # a longer budget
+    python bench/frontier.py --cells rpp_up_80 --upstream-only      # the masks only, beside the dense runs
 """
 
 import argparse
@@ -92,6 +94,9 @@ def _cells():
         # A longer upstream phase: the universal mask is learned once for every task.
         cells[f"rpp_up_{level}_u600"] = dict(kind="up", sparsity=level / 100, method="rpp", learning_rate=3e-4,
                                              upstream_steps=600)
+        # Fine-tuned distilling `dense_distilled`, the better teacher the structured `_dt` cells use.
+        for base in (f"rpp_up_{level}", f"rpp_up_{level}_rewind"):
+            cells[f"{base}_dt"] = dict(cells[base], start="dense_distilled")
     for level in (50, 55, 60, 67, 70, 75):
         for rewind in (False, True):
             cells[f"structured_{level}" + ("_rewind" if rewind else "")] = dict(
@@ -131,6 +136,9 @@ def build_parser():
     p.add_argument("--latency-runs", type=int, default=50, help="timed invokes per latency (default 50)")
     p.add_argument("--report-only", action="store_true", help="train nothing; measure and write what exists")
     p.add_argument("--train-only", action="store_true", help="train what is missing; no export or report")
+    p.add_argument("--upstream-only", action="store_true",
+                   help="learn the upstream masks of the `*_up_*` cells only (they need no dense model, so "
+                        "they can run beside the dense runs); no fine-tuning or report")
     p.add_argument("--no-latency", action="store_true", help="report accuracy and compute only (no .tflite export)")
     p.add_argument("--latency-cells", default=None,
                    help="comma-separated cells to export and time (default: all); the others keep the latency "
@@ -171,8 +179,8 @@ def _done(folder):
 
 
 def _upstream_cell(cell):
-    """The upstream run an `*_up_*` cell fine-tunes from (`rpp_up_80_rewind` reuses `rpp_up_80`'s)."""
-    return cell.removesuffix("_rewind")
+    """The upstream run an `*_up_*` cell fine-tunes from (`rpp_up_80_rewind_dt` reuses `rpp_up_80`'s)."""
+    return cell.removesuffix("_dt").removesuffix("_rewind")
 
 
 def _upstream(args, cell, seed):
@@ -338,6 +346,11 @@ def main(argv=None):
     unknown = [c for c in cells if c not in CELLS]
     if unknown:
         raise SystemExit(f"frontier: unknown cell(s) {unknown}; known: {', '.join(CELLS)}")
+    if args.upstream_only:
+        for seed in seeds:  # one mask per seed serves every task
+            for cell in dict.fromkeys(_upstream_cell(c) for c in cells if CELLS[c]["kind"] == "up"):
+                _upstream(args, cell, seed)
+        return
     if not args.report_only:
         for task in tasks:
             for seed in seeds:  # seed-major: every cell gets its first seed early

@@ -21,7 +21,7 @@ and teacher:
   neurons removed, `GroupRPPOptimizer`), same distillation, then shrunk.
   `_early`: the mask chosen over the first third of the steps (not 60%), the
   rest recovery. `structured_hH_nN_rewind`: H% of heads, N% of neurons;
-  `..._dt`: started from and distilling `dense_distilled` instead of `dense`.
+  `..._rewind_dt`: started from and distilling `dense_distilled` instead of `dense`.
   `structured_gmp_S`: the structured magnitude baseline (the weakest groups
   by norm, `GroupMagnitudeOptimizer`), no shrinkage.
 - `rpp_up_S`: the paper's flow: a universal mask learned upstream with RPP
@@ -108,6 +108,7 @@ def _cells():
         # chooses, so its steps may serve recovery better.
         cells[f"structured_{level}_rewind_early"] = dict(
             kind="down", structured=level / 100, rewind=True, pruning_share=1 / 3, learning_rate=3e-4)
+        cells[f"structured_{level}_rewind_dt"] = dict(cells[f"structured_{level}_rewind"], start="dense_distilled")
     # Fewer heads than neurons removed, for about the multiply-adds of structured_55 (the
     # feed-forward block holds two thirds of a layer's): heads cost less latency than weights.
     for heads, neurons in ((35, 65), (20, 75)):

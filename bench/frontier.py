@@ -348,8 +348,11 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"frontier: unknown cell(s) {unknown}; known: {', '.join(CELLS)}")
     if args.upstream_only:
+        upstream = list(dict.fromkeys(_upstream_cell(c) for c in cells if CELLS[c]["kind"] == "up"))
+        if not upstream:
+            raise SystemExit(f"frontier: --upstream-only needs an upstream cell (rpp_up_*, nip_up_*); got {cells}")
         for seed in seeds:  # one mask per seed serves every task
-            for cell in dict.fromkeys(_upstream_cell(c) for c in cells if CELLS[c]["kind"] == "up"):
+            for cell in upstream:
                 _upstream(args, cell, seed)
         return
     if not args.report_only:

@@ -85,6 +85,8 @@ def test_frontier_plot_places_each_row_and_names_budgets_only_when_they_differ(t
     latency, size = fig.axes
     assert sorted(t.get_text() for t in latency.texts) == ["dense", "structured_50_rewind"]  # no tflite: no point
     assert sorted(t.xy for t in size.texts) == [(18.0, 0.85), (23.0, 0.86)]
+    assert latency.get_xlabel() == "batch-1 latency, 1 thread, int8 (ms)"  # not a point's name
+    assert size.get_xlabel() == ".tflite size, int8 (MB)"
     fig = viz.plot_frontier(rows[:2] + [row("structured_50_rewind", 600, 10.5, 18.0, 0.87)])
     assert sorted(t.get_text() for t in fig.axes[0].texts) == [
         "dense (300 steps)", "structured_50_rewind (300 steps)", "structured_50_rewind (600 steps)"]

@@ -238,8 +238,8 @@ def plot_frontier(rows, path=None, variant="int8", title=None):
                 x = r["tflite"][variant][key] / (1e6 if key == "bytes" else 1.0)
                 ax.errorbar([x], [r["accuracy"]["mean"]], yerr=[r["accuracy"]["std"]], fmt=marker, color=color,
                             capsize=3)
-                label = r["cell"] + (f" ({r['steps']} steps)" if several_budgets else "")
-                ax.annotate(label, (x, r["accuracy"]["mean"]), textcoords="offset points", xytext=(4, 4),
+                name = r["cell"] + (f" ({r['steps']} steps)" if several_budgets else "")
+                ax.annotate(name, (x, r["accuracy"]["mean"]), textcoords="offset points", xytext=(4, 4),
                             fontsize=7)
             ax.set_xlabel(label)
             ax.set_ylabel(f"{task} dev accuracy (seed mean +- std)")

@@ -34,6 +34,9 @@ and teacher:
   on the pretrained weights (the kept weights as before the proximal steps).
   `rpp_up_S_u600`: `rpp_up_S` with 600 upstream steps. `..._dt`: distilling
   `dense_distilled` instead of `dense` while fine-tuning.
+- Recovery variants of every `_dt` cell: `..._dt_lr6` fine-tunes at peak rate
+  6e-4 instead of 3e-4; `..._dt_kd` trains on the teacher's logits only
+  (`distill_alpha` 1.0, no labels), as oBERT's recovery does.
 
 Latency and size come from the seed-0 model of each cell, exported to
 `.tflite` (float32 and dynamic-range int8, structured cells shrunk first) and
@@ -54,6 +57,7 @@ Results: `bench/results/frontier.{json,md}`, `docs/images/frontier.png`.
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -118,6 +122,10 @@ def _cells():
         # cell's own second run); the drop is still against `dense`.
         cells[f"structured_h{heads}_n{neurons}_rewind_dt"] = dict(
             cells[f"structured_h{heads}_n{neurons}_rewind"], start="dense_distilled")
+    # Recovery variants: sparser models may need a larger step size, or only the teacher's soft labels.
+    for name in [c for c in cells if c.endswith("_dt")]:
+        cells[f"{name}_lr6"] = dict(cells[name], learning_rate=6e-4)
+        cells[f"{name}_kd"] = dict(cells[name], distill_alpha=1.0)
     return cells
 
 
@@ -180,8 +188,8 @@ def _done(folder):
 
 
 def _upstream_cell(cell):
-    """The upstream run an `*_up_*` cell fine-tunes from (`rpp_up_80_rewind_dt` reuses `rpp_up_80`'s)."""
-    return cell.removesuffix("_dt").removesuffix("_rewind")
+    """The upstream run an `*_up_*` cell fine-tunes from (`rpp_up_80_rewind_dt_kd` reuses `rpp_up_80`'s)."""
+    return re.match(r"(rpp|nip)_up_\d+(_u600)?", cell).group(0)
 
 
 def _upstream(args, cell, seed):
@@ -219,17 +227,18 @@ def train(args, task, cell, seed):
     if spec["kind"] == "dense":
         return pipeline.finetune(out=folder, **common).to_dict()
     dense = train(args, task, spec.get("start", "dense"), seed)["model_path"]
+    distill = dict(DISTILL, **{k: spec[k] for k in ("distill_alpha",) if k in spec})
     if spec["kind"] == "up":
         upstream = _upstream(args, _upstream_cell(cell), seed)
         preset = models.DEFAULT_PRESET if spec.get("rewind") else upstream["preset_dir"]
         result = pipeline.finetune(out=folder, preset=preset, mask=upstream["mask_path"],
-                                   teacher=dense, **DISTILL, **common).to_dict()
+                                   teacher=dense, **distill, **common).to_dict()
         result["upstream_wall_time_s"] = upstream["wall_time_s"]
     else:
         pruning = {k: spec[k] for k in ("sparsity", "method", "structured", "structured_heads", "rewind") if k in spec}
         if "pruning_share" in spec:
             pruning["pruning_steps"] = int(spec["pruning_share"] * args.steps)
-        result = pipeline.finetune(out=folder, init_model=dense, teacher=dense, **DISTILL, **pruning,
+        result = pipeline.finetune(out=folder, init_model=dense, teacher=dense, **distill, **pruning,
                                    **common).to_dict()
     atomic_write(os.path.join(folder, "results.json"), json.dumps(result, indent=2).encode())
     return result

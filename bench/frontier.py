@@ -52,6 +52,7 @@ Results: `bench/results/frontier.{json,md}`, `docs/images/frontier.png`.
     python bench/frontier.py --report-only                                                 # measure and write
     python bench/frontier.py --steps 600 --cells dense,structured_50_rewind --no-latency    # a longer budget
     python bench/frontier.py --cells rpp_up_80 --upstream-only      # the masks only, beside the dense runs
+    python bench/frontier.py --steps 600 --cells rpp_up_90_rewind_dt --export-only   # files for frontier_latency.py
 """
 
 import argparse
@@ -148,6 +149,9 @@ def build_parser():
     p.add_argument("--upstream-only", action="store_true",
                    help="learn the upstream masks of the `*_up_*` cells only (they need no dense model, so "
                         "they can run beside the dense runs); no fine-tuning or report")
+    p.add_argument("--export-only", action="store_true",
+                   help="export the seed-0 `.tflite` files of --cells and time nothing (bench/frontier_latency.py "
+                        "then times them round-robin, when nothing else runs); no report")
     p.add_argument("--no-latency", action="store_true", help="report accuracy and compute only (no .tflite export)")
     p.add_argument("--latency-cells", default=None,
                    help="comma-separated cells to export and time (default: all); the others keep the latency "
@@ -251,20 +255,30 @@ def measure(args, task, cell):
     if os.path.exists(cache):
         with open(cache, encoding="utf-8") as f:
             return json.load(f)
-    result = _done(folder)
-    model = tf_rpp.load_model(result["model_path"], compile=False)
-    if CELLS[cell].get("structured"):
-        model = shrink.shrink_classifier(model)
     rows = {}
-    for variant, quantize in (("float32", None), ("int8", "dynamic")):
-        path = os.path.join(folder, f"model_{variant}.tflite")
-        export.export_tflite(model, path, sequence_length=64, sparse=True, quantize=quantize,
-                             labels=result["label_names"])
+    for variant, path in export_cell(args, task, cell).items():
         rows[variant] = {"bytes": os.path.getsize(path),
                          "latency_ms_1_thread": latency_ms(path, TEXT, 1, args.latency_runs)[0],
                          "latency_ms_2_threads": latency_ms(path, TEXT, 2, args.latency_runs)[0]}
     atomic_write(cache, json.dumps(rows, indent=2).encode())
     return rows
+
+
+def export_cell(args, task, cell):
+    """Writes the cell's seed-0 `model_{float32,int8}.tflite` (structured cells shrunk first); their paths."""
+    folder = _folder(args, task, cell, 0)
+    result = _done(folder)
+    if result is None:
+        raise SystemExit(f"frontier: {folder} is not trained yet; nothing to export")
+    model = tf_rpp.load_model(result["model_path"], compile=False)
+    if CELLS[cell].get("structured"):
+        model = shrink.shrink_classifier(model)
+    paths = {}
+    for variant, quantize in (("float32", None), ("int8", "dynamic")):
+        paths[variant] = os.path.join(folder, f"model_{variant}.tflite")
+        export.export_tflite(model, paths[variant], sequence_length=64, sparse=True, quantize=quantize,
+                             labels=result["label_names"])
+    return paths
 
 
 def _spread(values):
@@ -346,10 +360,14 @@ def markdown(rows, args):
     return "\n".join(lines) + "\n"
 
 
+def runs_folder(steps):
+    """Where the runs of a `--steps` budget live: one folder per budget, so none is taken for another's."""
+    return "runs/frontier" if steps == STEPS else f"runs/frontier_{steps}"
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    # One folder per budget, so a run of one budget is never taken for another's.
-    args.runs = args.runs or ("runs/frontier" if args.steps == STEPS else f"runs/frontier_{args.steps}")
+    args.runs = args.runs or runs_folder(args.steps)
     tasks = [t for t in args.tasks.split(",") if t]
     cells = [c for c in args.cells.split(",") if c]
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -363,6 +381,11 @@ def main(argv=None):
         for seed in seeds:  # one mask per seed serves every task
             for cell in upstream:
                 _upstream(args, cell, seed)
+        return
+    if args.export_only:
+        for task in tasks:
+            for cell in cells:
+                print(f"{task} {cell}: " + ", ".join(export_cell(args, task, cell).values()), flush=True)
         return
     if not args.report_only:
         for task in tasks:

@@ -6,9 +6,11 @@ between runs minutes apart. Here every round times every cell's float32 and int8
 speed-up is against the dense file of the same round, then the median of those ratios.
 
     python bench/frontier_latency.py --cells dense,structured_50_rewind,structured_h35_n65_rewind --rounds 5
+    python bench/frontier_latency.py --steps 600 --cells structured_70_rewind_dt   # runs/frontier_600
 
-Results: `bench/results/<--name>.{json,md}` (default `frontier_latency`). Needs the files `bench/frontier.py`
-exported (`<--runs-dir>/<task>/<cell>/seed0/model_{float32,int8}.tflite`).
+Results: `bench/results/<--name>.{json,md}` (default `frontier_latency`, `frontier_latency_<steps>` for another
+`--steps`), with each file's bytes. Needs the files `bench/frontier.py` exported
+(`<--runs-dir>/<task>/<cell>/seed0/model_{float32,int8}.tflite`; `bench/frontier.py --export-only` writes them).
 """
 
 import argparse
@@ -31,13 +33,19 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cells", required=True, help="comma-separated; dense first is added if missing")
     p.add_argument("--task", default="rt_polarity")
-    p.add_argument("--runs-dir", default="runs/frontier")
+    p.add_argument("--steps", type=int, default=None,
+                   help="the fine-tuning budget of the runs to time (default bench/frontier.py's); picks --runs-dir "
+                        "and --name as bench/frontier.py does (runs/frontier_600, frontier_latency_600 for 600)")
+    p.add_argument("--runs-dir", default=None, help="where the runs are (default: from --steps, in the repository)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--runs", type=int, default=50, help="timed invokes per file per round")
-    p.add_argument("--name", default="frontier_latency",
-                   help="results file name under bench/results (default frontier_latency; e.g. frontier_latency_600 "
-                        "for --runs-dir runs/frontier_600)")
+    p.add_argument("--name", default=None, help="results file name under bench/results (default: from --steps, "
+                   "frontier_latency or frontier_latency_<steps>)")
     args = p.parse_args(argv)
+    from frontier import STEPS, runs_folder  # here: bench/frontier.py imports TEXT from this module
+    steps = STEPS if args.steps is None else args.steps
+    args.runs_dir = args.runs_dir or os.path.join(ROOT, runs_folder(steps))
+    args.name = args.name or ("frontier_latency" if steps == STEPS else f"frontier_latency_{steps}")
     cells = ["dense"] + [c for c in args.cells.split(",") if c and c != "dense"]
     paths = {(c, v): os.path.join(args.runs_dir, args.task, c, "seed0", f"model_{v}.tflite")
              for c in cells for v in ("float32", "int8")}
@@ -56,6 +64,7 @@ def main(argv=None):
         for v in ("float32", "int8"):
             ratios = [d / t for d, t in zip(times[("dense", v)], times[(c, v)])]
             row[v] = {"median_ms": statistics.median(times[(c, v)]), "per_round_ms": times[(c, v)],
+                      "bytes": os.path.getsize(paths[(c, v)]),
                       "speedup_median": statistics.median(ratios), "speedup_min": min(ratios),
                       "speedup_max": max(ratios)}
         rows.append(row)
@@ -63,12 +72,14 @@ def main(argv=None):
            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "rounds": args.rounds, "runs": args.runs, "rows": rows}
     lines = [f"Batch 1, 64 tokens, 1 thread; {args.rounds} rounds, each timing every file once (median of "
              f"{args.runs} invokes); speed-up = dense / cell within a round, median (min-max) over rounds.", "",
-             "| cell | int8 ms | int8 speed-up | float32 ms | float32 speed-up |", "|---|---|---|---|---|"]
+             "| cell | int8 ms | int8 speed-up | float32 ms | float32 speed-up | int8 MB | float32 MB |",
+             "|---|---|---|---|---|---|---|"]
     for row in rows:
         i8, f32 = row["int8"], row["float32"]
         lines.append(f"| {row['cell']} | {i8['median_ms']:.2f} | {i8['speedup_median']:.2f}x "
                      f"({i8['speedup_min']:.2f}-{i8['speedup_max']:.2f}) | {f32['median_ms']:.2f} | "
-                     f"{f32['speedup_median']:.2f}x ({f32['speedup_min']:.2f}-{f32['speedup_max']:.2f}) |")
+                     f"{f32['speedup_median']:.2f}x ({f32['speedup_min']:.2f}-{f32['speedup_max']:.2f}) | "
+                     f"{i8['bytes'] / 1e6:.1f} | {f32['bytes'] / 1e6:.1f} |")
     results = os.path.join(ROOT, "bench", "results")
     atomic_write(os.path.join(results, f"{args.name}.json"), json.dumps(out, indent=2).encode())
     atomic_write(os.path.join(results, f"{args.name}.md"), ("\n".join(lines) + "\n").encode())

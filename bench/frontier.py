@@ -200,7 +200,7 @@ def _upstream(args, cell, seed):
     """The upstream pruning run of `cell` (`rpp_up_S`/`nip_up_S`) and seed: its report, run if missing."""
     folder = _upstream_folder(args, cell, seed)
     report = os.path.join(folder, "report.json")
-    if os.path.exists(report):  # finished: a second prune(resume=True) would train again
+    if os.path.exists(report):  # finished: kept whatever --upstream-steps says now (rows show each run's)
         with open(report, encoding="utf-8") as f:
             return json.load(f)
     spec = CELLS[cell]

@@ -27,7 +27,8 @@ MLM with 150 + 250 pruning steps at 64 tokens) is `--objective mlm --finetune-st
 
     python recipes/main.py --out runs/main
 
-Interrupted, the same command continues: finished models are kept, pruning resumes from its checkpoint.
+Interrupted, the same command continues: finished models and a finished pruning run are kept, an
+interrupted pruning run resumes from its checkpoint.
 """
 
 

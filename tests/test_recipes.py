@@ -71,6 +71,18 @@ def test_pretrain_prune_writes_mask_preset_and_report(pruned, small_preset):
                               dict((v.path, v) for v in original.weights)[key].numpy())
 
 
+def test_resume_reuses_a_finished_run_and_refuses_other_settings(pruned, small_preset):
+    # The main job calls prune(resume=True) again after an interrupted fine-tune: no second training.
+    out, result = pruned
+    settings = dict(objective="mlm", out=str(out), preset=small_preset, target_sparsity=0.5, steps=12,
+                    steps_per_epoch=4, frequency=2, warmup_steps=2, eval_texts=32, distill=10, **SMALL)
+    stamp = os.path.getmtime(out / "report.json")
+    again = pipeline.prune(resume=True, **dict(settings, verbose=2))
+    assert again == result and os.path.getmtime(out / "report.json") == stamp
+    with pytest.raises(ValueError, match=r"other settings \(steps 12 -> 24\)"):
+        pipeline.prune(resume=True, **dict(settings, steps=24))
+
+
 def test_upstream_task_agnostic_distillation_objective(tmp_path, small_preset):
     # No MLM head and no warm-up: the pruned encoder matches the dense preset's layer outputs.
     # The default objective picks it for a preset that ships no trained MLM head.

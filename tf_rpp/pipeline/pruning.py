@@ -16,7 +16,9 @@ a per-layer sparsity report, held-out MLM accuracy (or layer error) before
 and after, and TensorBoard logs.
 
 Interrupted? Run again with `resume=True` (`--resume`): the warm-up is kept and
-pruning continues from the last completed epoch (BackupAndRestore).
+pruning continues from the last completed epoch (BackupAndRestore); a run that
+had finished is reused as it is (its `report.json`), and one that finished with
+other settings is refused before any work starts.
 
 Example:
 
@@ -95,7 +97,7 @@ class PruneConfig:
     jit_compile: bool = option(True, "do not compile the train step with XLA (XLA is faster on CPU here: "
                                "bench/results/train_step.md)")
     seed: int = option(0, "random seed (data order, MLM masks, initialisation)")
-    resume: bool = option(False, "continue an interrupted run in --out")
+    resume: bool = option(False, "continue an interrupted run in --out (one that finished is reused)")
     verbose: int = option(1, "Keras progress display: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2))
 
     @property
@@ -201,11 +203,36 @@ def prune(config=None, **overrides):
         config = dataclasses.replace(config, objective="mlm" if models.has_mlm_head(config.preset) else "distill")
         print(f"objective: {config.objective} (auto: the preset "
               f"{'ships' if config.objective == 'mlm' else 'ships no'} trained masked-LM head)")
+    finished = _finished(config) if config.resume else None
+    if finished is not None:
+        return finished
     strategy = make_strategy(config.strategy)
     if strategy.num_replicas_in_sync > 1:
         print(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas, global batch {config.batch_size}")
     with strategy.scope():
         return _prune(config)
+
+
+# Settings that do not change what a run learns: a finished run is reused whatever they are.
+_NOT_LEARNED = ("resume", "verbose", "strategy")
+
+
+def _finished(config):
+    """The result of a run that already finished in `config.out` with these settings, or None."""
+    path = os.path.join(config.out, "report.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        report = json.load(f)
+    wanted = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples as the report's lists
+    differ = {k: (report["args"].get(k), v) for k, v in wanted.items()
+              if k not in _NOT_LEARNED and report["args"].get(k) != v}
+    if differ:
+        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in differ.items())
+        raise ValueError(f"{config.out} holds a finished run with other settings ({listed}); give another --out, "
+                         "or drop --resume to train it again.")
+    print(f"{config.out}: finished before with these settings, reusing it (report.json)")
+    return PruneResult(**{f.name: report[f.name] for f in dataclasses.fields(PruneResult)})
 
 
 def _datasets(config, preprocessor):

@@ -10,7 +10,8 @@ optionally (--distill) while matching the dense model's hidden states,
 sparsity report, held-out MLM accuracy before and after, and TensorBoard logs.
 
 Interrupted? Run the same command with --resume: the warm-up is kept and
-pruning continues from the last completed epoch (BackupAndRestore).
+pruning continues from the last completed epoch (BackupAndRestore); a finished
+run is reused as it is.
 
     python recipes/pretrain_prune.py --out runs/prune --target-sparsity 0.6
     python recipes/pretrain_prune.py --method magnitude --out runs/nip    # the NIP baseline

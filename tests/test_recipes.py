@@ -7,6 +7,7 @@ the embedded MiniLM (`tests/test_lite.py` exports the real MiniLM) at a fraction
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -71,7 +72,7 @@ def test_pretrain_prune_writes_mask_preset_and_report(pruned, small_preset):
                               dict((v.path, v) for v in original.weights)[key].numpy())
 
 
-def test_resume_reuses_a_finished_run_and_refuses_other_settings(pruned, small_preset):
+def test_resume_reuses_a_finished_run_and_refuses_other_settings(pruned, small_preset, tmp_path):
     # The main job calls prune(resume=True) again after an interrupted fine-tune: no second training.
     out, result = pruned
     settings = dict(objective="mlm", out=str(out), preset=small_preset, target_sparsity=0.5, steps=12,
@@ -81,6 +82,13 @@ def test_resume_reuses_a_finished_run_and_refuses_other_settings(pruned, small_p
     assert again == result and os.path.getmtime(out / "report.json") == stamp
     with pytest.raises(ValueError, match=r"other settings \(steps 12 -> 24\)"):
         pipeline.prune(resume=True, **dict(settings, steps=24))
+    # A folder holding only a warm-up (bench/rpp_vs_nip.py copies one run's into the next) trains.
+    fresh = tmp_path / "warm"
+    fresh.mkdir()
+    for name in ("report.json", "warmup.weights.h5"):
+        shutil.copy(out / name, fresh / name)
+    other = pipeline.prune(resume=True, **dict(settings, out=str(fresh), steps=8))
+    assert other.mask_path == str(fresh / "mask.npz") and other.mlm_accuracy_before == result.mlm_accuracy_before
 
 
 def test_upstream_task_agnostic_distillation_objective(tmp_path, small_preset):

@@ -220,10 +220,13 @@ _NOT_LEARNED = ("resume", "verbose", "strategy")
 def _finished(config):
     """The result of a run that already finished in `config.out` with these settings, or None."""
     path = os.path.join(config.out, "report.json")
-    if not os.path.exists(path):
+    # The warm-up writes a report too (its accuracies); only a finished run has written its mask.
+    if not (os.path.exists(path) and os.path.exists(os.path.join(config.out, "mask.npz"))):
         return None
     with open(path, encoding="utf-8") as f:
         report = json.load(f)
+    if "mask_path" not in report:
+        return None
     wanted = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples as the report's lists
     differ = {k: (report["args"].get(k), v) for k, v in wanted.items()
               if k not in _NOT_LEARNED and report["args"].get(k) != v}

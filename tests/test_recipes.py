@@ -82,6 +82,11 @@ def test_resume_reuses_a_finished_run_and_refuses_other_settings(pruned, small_p
     assert again == result and os.path.getmtime(out / "report.json") == stamp
     with pytest.raises(ValueError, match=r"other settings \(steps 12 -> 24\)"):
         pipeline.prune(resume=True, **dict(settings, steps=24))
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    copy = pipeline.prune(resume=True, **dict(settings, out=str(moved)))
+    assert copy.mask_path == str(moved / "mask.npz") and copy.preset_dir == str(moved / "preset")
+    assert copy.sparsity == result.sparsity and copy.wall_time_s == result.wall_time_s
     # A folder holding only a warm-up (bench/rpp_vs_nip.py copies one run's into the next) trains.
     fresh = tmp_path / "warm"
     fresh.mkdir()

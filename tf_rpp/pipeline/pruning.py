@@ -213,8 +213,9 @@ def prune(config=None, **overrides):
         return _prune(config)
 
 
-# Settings that do not change what a run learns: a finished run is reused whatever they are.
-_NOT_LEARNED = ("resume", "verbose", "strategy")
+# Settings that do not change what a run learns: a finished run is reused whatever they are
+# (`out` too: a run folder that was moved or copied is still the same run).
+_NOT_LEARNED = ("out", "resume", "verbose", "strategy")
 
 
 def _finished(config):
@@ -235,7 +236,9 @@ def _finished(config):
         raise ValueError(f"{config.out} holds a finished run with other settings ({listed}); give another --out, "
                          "or drop --resume to train it again.")
     print(f"{config.out}: finished before with these settings, reusing it (report.json)")
-    return PruneResult(**{f.name: report[f.name] for f in dataclasses.fields(PruneResult)})
+    result = PruneResult(**{f.name: report[f.name] for f in dataclasses.fields(PruneResult)})
+    return dataclasses.replace(result, out=config.out, mask_path=os.path.join(config.out, "mask.npz"),
+                               preset_dir=os.path.join(config.out, "preset"))
 
 
 def _datasets(config, preprocessor):

@@ -5,10 +5,14 @@ seed and objective (the main job's defaults otherwise; `--mlm-prune-steps` for M
 which also warms up its head), skipping runs that finished (the main job resumes).
 `O_rewind` adds `--prune-rewind` (the kept weights back to the pretrained values
 when the upstream mask is final). The other runs reuse the dense model of the
-distill run of the same seed: the dense fine-tune does not depend on them. Writes
+distill run of the same seed: the dense fine-tune does not depend on them.
+`distill_lr6` (pruned model at peak rate 6e-4) and `distill_kd` (the teacher's
+logits only, `--distill-alpha 1`) change only the pruned model's fine-tuning,
+so they reuse the distill run's mask too. Writes
 `bench/results/main_job_seeds.{json,md}`.
 
     python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,mlm,distill_rewind
+    python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,distill_lr6
     python bench/main_job_seeds.py --report-only
 """
 
@@ -36,15 +40,26 @@ def _summary(folder):
         return json.load(f)
 
 
+# Variants of the pruned model's fine-tuning only: they reuse the distill run's dense model and mask.
+FINETUNE_VARIANTS = {"distill_lr6": ["--pruned-learning-rate", "6e-4"], "distill_kd": ["--distill-alpha", "1.0"]}
+
+
 def run(args, objective, seed):
     folder = os.path.join(args.runs, objective, f"seed{seed}")
     if _summary(folder) is not None:
         return
-    reference = os.path.join(args.runs, "distill", f"seed{seed}", "dense")
-    if objective != "distill" and os.path.exists(os.path.join(reference, "results.json")) \
-            and not os.path.exists(os.path.join(folder, "dense")):
-        shutil.copytree(reference, os.path.join(folder, "dense"))
-        # The copied results point at the reference's files, which stay where they are.
+    reference = os.path.join(args.runs, "distill", f"seed{seed}")
+    for part in ("dense", "prune") if objective in FINETUNE_VARIANTS else ("dense",):
+        if objective != "distill" and os.path.exists(os.path.join(reference, part, "report.json" if part == "prune"
+                                                                  else "results.json")) \
+                and not os.path.exists(os.path.join(folder, part)):
+            shutil.copytree(os.path.join(reference, part), os.path.join(folder, part))
+            # The copied dense results point at the reference's files, which stay where they are.
+    if objective in FINETUNE_VARIANTS:
+        argv = ["--out", folder, "--seed", str(seed), *FINETUNE_VARIANTS[objective]]
+        print(f"=== {objective} seed {seed} ({time.strftime('%H:%M:%S')})", flush=True)
+        main_job.main(argv)
+        return
     argv = ["--out", folder, "--seed", str(seed), "--objective", objective.removesuffix("_rewind")]
     if objective.endswith("_rewind"):
         argv.append("--prune-rewind")

@@ -236,7 +236,8 @@ def _finished(config):
         raise ValueError(f"{config.out} holds a finished run with other settings ({listed}); give another --out, "
                          "or drop --resume to train it again.")
     print(f"{config.out}: finished before with these settings, reusing it (report.json)")
-    result = PruneResult(**{f.name: report[f.name] for f in dataclasses.fields(PruneResult)})
+    # A report of an older version may lack a later field; its default stands in.
+    result = PruneResult(**{f.name: report[f.name] for f in dataclasses.fields(PruneResult) if f.name in report})
     return dataclasses.replace(result, out=config.out, mask_path=os.path.join(config.out, "mask.npz"),
                                preset_dir=os.path.join(config.out, "preset"))
 

@@ -250,7 +250,6 @@ def train(args, task, cell, seed):
 
 def measure(args, task, cell):
     """Bytes and batch-1 latency of the cell's seed-0 model, float32 and dynamic int8 (cached)."""
-    folder = _folder(args, task, cell, 0)
     cache = _latency_cache(args, task, cell)
     if os.path.exists(cache):
         with open(cache, encoding="utf-8") as f:

@@ -43,31 +43,33 @@ def _summary(folder):
 
 # Variants of the pruned model's fine-tuning only: they reuse the distill run's dense model and mask.
 FINETUNE_VARIANTS = {"distill_lr6": ["--pruned-learning-rate", "6e-4"]}
+# The file that marks each reusable part of a main-job run finished.
+_FINISHED = {"dense": "results.json", "prune": "report.json"}
 
 
 def run(args, objective, seed):
     folder = os.path.join(args.runs, objective, f"seed{seed}")
     if _summary(folder) is not None:
         return
+    variant = FINETUNE_VARIANTS.get(objective)
     reference = os.path.join(args.runs, "distill", f"seed{seed}")
-    for part in ("dense", "prune") if objective in FINETUNE_VARIANTS else ("dense",):
-        if objective != "distill" and os.path.exists(os.path.join(reference, part, "report.json" if part == "prune"
-                                                                  else "results.json")) \
-                and not os.path.exists(os.path.join(folder, part)):
+    # What it takes from the distill run of its seed: the dense model, and for a fine-tuning variant the mask.
+    shared = [] if objective == "distill" else ["dense"] + (["prune"] if variant is not None else [])
+    for part in shared:
+        done = os.path.join(reference, part, _FINISHED[part])
+        if os.path.exists(done) and not os.path.exists(os.path.join(folder, part)):
             shutil.copytree(os.path.join(reference, part), os.path.join(folder, part))
             # The copied dense results point at the reference's files, which stay where they are.
-    if objective in FINETUNE_VARIANTS:
-        argv = ["--out", folder, "--seed", str(seed), *FINETUNE_VARIANTS[objective]]
-        print(f"=== {objective} seed {seed} ({time.strftime('%H:%M:%S')})", flush=True)
-        main_job.main(argv)
-        return
-    # Pinned to the rate these rows were measured at (the main job's default until session 17).
-    argv = ["--out", folder, "--seed", str(seed), "--objective", objective.removesuffix("_rewind"),
-            "--pruned-learning-rate", "3e-4"]
-    if objective.endswith("_rewind"):
-        argv.append("--prune-rewind")
-    if objective.startswith("mlm"):
-        argv += ["--prune-steps", str(args.mlm_prune_steps)]
+    if variant is not None:
+        argv = ["--out", folder, "--seed", str(seed), *variant]
+    else:
+        # Pinned to the rate these rows were measured at (the main job's default until session 17).
+        argv = ["--out", folder, "--seed", str(seed), "--objective", objective.removesuffix("_rewind"),
+                "--pruned-learning-rate", "3e-4"]
+        if objective.endswith("_rewind"):
+            argv.append("--prune-rewind")
+        if objective.startswith("mlm"):
+            argv += ["--prune-steps", str(args.mlm_prune_steps)]
     print(f"=== {objective} seed {seed} ({time.strftime('%H:%M:%S')})", flush=True)
     main_job.main(argv)
 
@@ -107,8 +109,8 @@ def report(args, objectives, seeds):
     atomic_write(json_path, json.dumps(result, indent=2).encode())
     lines = ["`recipes/main.py` (MiniLM, RPP to 60% upstream, rt_polarity dev, 1,057 sentences), per upstream "
              "objective (the pruned model fine-tuned at peak rate 3e-4) or fine-tuning variant (`distill_lr6`: at "
-             "6e-4, the main job's default since session 17), seeds as listed; drop = dense minus pruned of the same seed, in points; mean +- sample "
-             "std; prune = wall time of the upstream phase on this 2-core machine (some runs shared the cores).",
+             "6e-4, the main job's default since session 17), seeds as listed; drop = dense minus pruned of the "
+             "same seed, in points; mean +- sample std; prune = wall time of the upstream phase on this 2-core machine (some runs shared the cores).",
              "", "| objective | seeds | dense | pruned | drop (pts) | worst drop | prune phase |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['objective']} | {','.join(map(str, r['seeds']))} | {r['dense']['mean']:.4f} +- "

@@ -221,7 +221,8 @@ _NOT_LEARNED = ("out", "resume", "verbose", "strategy")
 def _finished(config):
     """The result of a run that already finished in `config.out` with these settings, or None."""
     path = os.path.join(config.out, "report.json")
-    # The warm-up writes a report too (its accuracies); only a finished run has written its mask.
+    # The warm-up writes a report too (its accuracies), and a mask may be left from an earlier run:
+    # finished means the mask is there and the report is the full one.
     if not (os.path.exists(path) and os.path.exists(os.path.join(config.out, "mask.npz"))):
         return None
     with open(path, encoding="utf-8") as f:

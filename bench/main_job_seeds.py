@@ -58,8 +58,8 @@ def run(args, objective, seed):
     for part in shared:
         done = os.path.join(reference, part, _FINISHED[part])
         if os.path.exists(done) and not os.path.exists(os.path.join(folder, part)):
+            # The main job resumes: it reuses a copied part trained with its settings (paths re-based).
             shutil.copytree(os.path.join(reference, part), os.path.join(folder, part))
-            # The copied dense results point at the reference's files, which stay where they are.
     if variant is not None:
         argv = ["--out", folder, "--seed", str(seed), *variant]
     else:

@@ -29,7 +29,8 @@ MLM with 150 + 250 pruning steps at 64 tokens) is `--objective mlm --finetune-st
     python recipes/main.py --out runs/main
 
 Interrupted, the same command continues: finished models and a finished pruning run are kept, an
-interrupted pruning run resumes from its checkpoint.
+interrupted pruning run resumes from its checkpoint. A finished part trained with other settings (say
+another --pruned-learning-rate) is refused before any work, naming them: give another --out.
 """
 
 
@@ -40,18 +41,6 @@ import time
 
 from tf_rpp import pipeline
 from tf_rpp.files import atomic_write
-
-
-def _finetune_once(config, out, **overrides):
-    # Run again after an interruption, the job keeps the models it finished (pruning resumes on its own).
-    done = os.path.join(out, "results.json")
-    if os.path.exists(done):
-        with open(done, encoding="utf-8") as f:
-            result = pipeline.FinetuneResult(**json.load(f))
-        if result.model_path and os.path.exists(result.model_path):
-            print(f"{out}: finished before, reusing it ({done})")
-            return result
-    return pipeline.finetune(config, out=out, **overrides)
 
 
 def main(argv=None):
@@ -95,12 +84,12 @@ def main(argv=None):
     started = time.time()
 
     common = pipeline.FinetuneConfig(task=args.task, steps=args.finetune_steps, seed=args.seed, verbose=args.verbose,
-                                     learning_rate=args.learning_rate, export_tflite=True)
-    dense = _finetune_once(common, out=os.path.join(args.out, "dense"))
+                                     learning_rate=args.learning_rate, export_tflite=True, resume=True)
+    dense = pipeline.finetune(common, out=os.path.join(args.out, "dense"))
     teacher = dict(teacher=dense.model_path, teacher_layers=args.teacher_layers, distill_alpha=args.distill_alpha)
     prune = None
     if args.flow == "downstream":
-        pruned = _finetune_once(common, out=os.path.join(args.out, "pruned"), init_model=dense.model_path,
+        pruned = pipeline.finetune(common, out=os.path.join(args.out, "pruned"), init_model=dense.model_path,
                                    sparsity=args.target_sparsity, method="rpp", **teacher)
         sparsity = pruned.mask_sparsity
     else:
@@ -109,7 +98,7 @@ def main(argv=None):
                                sequence_length=args.prune_sequence_length,
                                distill=args.prune_distill, rewind=args.prune_rewind, seed=args.seed,
                                verbose=args.verbose, resume=True)
-        pruned = _finetune_once(common, out=os.path.join(args.out, "pruned"), preset=prune.preset_dir,
+        pruned = pipeline.finetune(common, out=os.path.join(args.out, "pruned"), preset=prune.preset_dir,
                                    mask=prune.mask_path, learning_rate=args.pruned_learning_rate, **teacher)
         sparsity = prune.sparsity
 

@@ -133,6 +133,28 @@ def dense_teacher(tmp_path_factory, small_preset):
     return out / "model.keras"
 
 
+def test_finetune_resume_reuses_a_finished_run_and_refuses_other_settings(dense_teacher, small_preset, tmp_path):
+    # The main job fine-tunes with resume=True: run again, it keeps the models it finished.
+    out = dense_teacher.parent
+    settings = dict(task="rt_polarity", preset=small_preset, out=str(out), steps=4, eval_limit=16, **SMALL)
+    stamp = os.path.getmtime(out / "results.json")
+    written = json.loads((out / "results.json").read_text())
+    again = pipeline.finetune(resume=True, **dict(settings, verbose=2))
+    assert again.metrics == written["metrics"] and again.model_path == str(dense_teacher)
+    assert os.path.getmtime(out / "results.json") == stamp
+    with pytest.raises(ValueError, match=r"other settings \(learning_rate 0.0001 -> 0.0006\)"):
+        pipeline.finetune(resume=True, **dict(settings, learning_rate=6e-4))
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    copy = pipeline.finetune(resume=True, **dict(settings, out=str(moved)))
+    assert copy.model_path == str(moved / "model.keras") and copy.metrics == again.metrics
+    # Results written before settings were recorded cannot be compared: the run trains again.
+    del written["args"]
+    (moved / "results.json").write_text(json.dumps(written))
+    retrained = pipeline.finetune(resume=True, **dict(settings, out=str(moved)))
+    assert "args" in json.loads((moved / "results.json").read_text()) and retrained.model_path == copy.model_path
+
+
 def test_glue_finetune_distils_from_a_dense_teacher(pruned, dense_teacher, tmp_path):
     out, _ = pruned
     result = _finetune_and_check(out, tmp_path / "student", teacher=str(dense_teacher), distill_alpha=0.7,

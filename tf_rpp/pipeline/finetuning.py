@@ -48,6 +48,7 @@ from tf_rpp.optimizers import GroupMagnitudeOptimizer
 from tf_rpp.optimizers import GroupRPPOptimizer
 from tf_rpp.optimizers import MaskedOptimizer
 from tf_rpp.optimizers import RPPOptimizer
+from tf_rpp.pipeline import options
 from tf_rpp.pipeline.options import option
 
 
@@ -118,6 +119,8 @@ class FinetuneConfig:
     jit_compile: bool = option(True, "do not compile the train step with XLA (XLA is faster on CPU here: "
                                "bench/results/train_step.md)")
     seed: int = option(0, "random seed")
+    resume: bool = option(False, "reuse the run that finished in --out if it had these settings (a finished run with "
+                          "other settings is refused before any work; an interrupted one trains again)")
     verbose: int = option(1, "Keras progress display: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2))
 
     def check(self):
@@ -239,6 +242,9 @@ def finetune(config=None, **overrides):
     """
     config = dataclasses.replace(config or FinetuneConfig(), **overrides)
     config.check()
+    finished = _finished(config) if config.resume else None
+    if finished is not None:
+        return finished
     if config.task == "squad":
         from tf_rpp.pipeline import squad_finetuning
 
@@ -314,9 +320,50 @@ def finetune(config=None, **overrides):
     write_models(config, classifier, result, labels=spec.label_names, metadata=not spec.is_regression,
                  scores="logits" if spec.is_regression else "probabilities")
     result.wall_time_s = time.time() - started
-    atomic_write(os.path.join(config.out, "results.json"), json.dumps(result.to_dict(), indent=2).encode())
+    write_results(config, result)
     print("validation " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
           + f"; wrote {config.out}/results.json")
+    return result
+
+
+# Settings that do not change what a run learns (`out` too: a moved or copied run is the same run).
+_NOT_LEARNED = ("out", "resume", "verbose")
+
+
+def write_results(config, result):
+    """Writes `out/results.json`: `result` and, under "args", the settings (what `resume` compares).
+
+    Example:
+
+    ```python
+    write_results(config, result)   # then finetune(config, resume=True) reuses the run
+    ```
+    """
+    written = {"args": dataclasses.asdict(config), **result.to_dict()}
+    atomic_write(os.path.join(config.out, "results.json"), json.dumps(written, indent=2).encode())
+
+
+def _finished(config):
+    """The result of a run that finished in `config.out` with these settings, or None."""
+    path = os.path.join(config.out, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        written = json.load(f)
+    if "args" not in written:
+        print(f"{config.out}: results.json of an older version (no settings recorded): training again")
+        return None
+    options.check_same_settings(config.out, written["args"], config, ignore=_NOT_LEARNED)
+    # A report of an older version may lack a later field; its default stands in.
+    result = FinetuneResult(**{f.name: written[f.name] for f in dataclasses.fields(FinetuneResult) if f.name in written})
+    # Paths re-based on `out`: a moved or copied run is reused where it is now.
+    for field in ("model_path", "tflite_path"):
+        if getattr(result, field):
+            setattr(result, field, os.path.join(config.out, os.path.basename(getattr(result, field))))
+            if not os.path.exists(getattr(result, field)):
+                print(f"{config.out}: {getattr(result, field)} is missing: training again")
+                return None
+    print(f"{config.out}: finished before with these settings, reusing it (results.json)")
     return result
 
 

@@ -19,6 +19,7 @@ Config(steps=5, save_model=False)
 """
 
 import dataclasses
+import json
 import typing
 
 
@@ -62,6 +63,35 @@ def add_arguments(parser, config_class, skip=()):
             name, dest=field.name, type=kind, default=default, choices=meta.get("choices"),
             nargs=meta.get("nargs"), help=help_text + shown,
         )
+
+
+def check_same_settings(out, recorded, config, ignore=()):
+    """Raises ValueError when `config` differs from `recorded`, the settings a finished run in `out` saved.
+
+    For `resume` rules: a finished run is reused only with the settings it was
+    trained with. `recorded` is `dataclasses.asdict` of the run's config as
+    JSON read it back (lists for tuples); fields in `ignore` (the output
+    folder, verbosity) do not change what a run learns.
+
+    Example:
+
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class Config:
+    ...     steps: int = option(300, "training steps")
+    ...     out: str = option("runs/x", "output folder")
+    >>> check_same_settings("runs/x", {"steps": 300, "out": "elsewhere"}, Config(), ignore=("out",))
+    >>> check_same_settings("runs/x", {"steps": 200, "out": "runs/x"}, Config())
+    Traceback (most recent call last):
+    ...
+    ValueError: runs/x holds a finished run with other settings (steps 200 -> 300); give another --out, or drop --resume to train it again.
+    """
+    wanted = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples as JSON's lists
+    differ = {k: (recorded.get(k), v) for k, v in wanted.items() if k not in ignore and recorded.get(k) != v}
+    if differ:
+        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in differ.items())
+        raise ValueError(f"{out} holds a finished run with other settings ({listed}); give another --out, "
+                         "or drop --resume to train it again.")
 
 
 def _shown(default):

@@ -47,6 +47,7 @@ from tf_rpp.callback import RPPCallback
 from tf_rpp.files import atomic_write
 from tf_rpp.optimizers import MaskedOptimizer
 from tf_rpp.optimizers import RPPOptimizer
+from tf_rpp.pipeline import options
 from tf_rpp.pipeline.options import option
 
 
@@ -229,13 +230,7 @@ def _finished(config):
         report = json.load(f)
     if "mask_path" not in report:
         return None
-    wanted = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples as the report's lists
-    differ = {k: (report["args"].get(k), v) for k, v in wanted.items()
-              if k not in _NOT_LEARNED and report["args"].get(k) != v}
-    if differ:
-        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in differ.items())
-        raise ValueError(f"{config.out} holds a finished run with other settings ({listed}); give another --out, "
-                         "or drop --resume to train it again.")
+    options.check_same_settings(config.out, report["args"], config, ignore=_NOT_LEARNED)
     print(f"{config.out}: finished before with these settings, reusing it (report.json)")
     # A report of an older version may lack a later field; its default stands in.
     result = PruneResult(**{f.name: report[f.name] for f in dataclasses.fields(PruneResult) if f.name in report})

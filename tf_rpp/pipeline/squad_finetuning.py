@@ -23,7 +23,6 @@ print(result.metrics)    # {'exact_match': ..., 'f1': ...}
 ```
 """
 
-import dataclasses
 import json
 import os
 import time
@@ -39,6 +38,7 @@ from tf_rpp.pipeline.finetuning import FinetuneResult
 from tf_rpp.pipeline.finetuning import build_optimizer
 from tf_rpp.pipeline.finetuning import check_mask_held
 from tf_rpp.pipeline.finetuning import write_models
+from tf_rpp.pipeline.finetuning import write_results
 
 
 def examples(config):
@@ -119,7 +119,7 @@ def finetune_squad(config):
     # Start/end logits over the tokens; the tokenizer goes beside the .tflite as JSON.
     write_models(config, model, result, tokenizer=tokenizer, metadata=False, scores="logits")
     result.wall_time_s = time.time() - started
-    atomic_write(os.path.join(config.out, "results.json"), json.dumps(dataclasses.asdict(result), indent=2).encode())
+    write_results(config, result)
     print(f"exact match {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f} on {questions:,} questions; "
           f"wrote {config.out}/results.json")
     return result

@@ -1,0 +1,165 @@
+"""The main job's pruned fine-tuning, one change at a time, over seeds.
+
+Each variant re-runs only the last step of `recipes/main.py` (the pruned model's
+200 fine-tuning steps, distilling the dense model's logits and layer outputs) on
+the dense model and the 60% mask of `bench/main_job_seeds.py`'s distill run of
+the same seed (`runs/main_seeds/distill/seed<k>`), so the drop is paired with
+that run's dense model and the base rows there (3e-4: `distill`, 6e-4:
+`distill_lr6`). Variants:
+
+- `lr10`: peak rate 1e-3 (the main job's default is 6e-4).
+- `ema98`: 6e-4, and the model ends on an exponential moving average of its
+  weights (Keras's own `use_ema=True, ema_momentum=0.98` on the AdamW inside
+  `MaskedOptimizer`, which re-applies the mask to the averaged weights).
+- `task_vector`: 6e-4 (and `task_vector_lr3`: 3e-4), starting from the pruned
+  encoder plus the dense model's fine-tuning delta (fine-tuned minus pretrained
+  weights, the "task vector" of Ilharco et al. 2023, moved onto the pruned
+  model as in task-vector transport, Rinaldi et al. 2025, arXiv 2510.09658),
+  masked, with the dense model's classifier head, instead of a fresh head.
+
+Writes `runs/pruned_recovery/<variant>/seed<k>/results.json` (skipped when
+there) and `bench/results/pruned_recovery.{json,md}`.
+
+    python bench/pruned_recovery.py --variants lr10,ema98 --seeds 0,1,2
+    python bench/pruned_recovery.py --variants task_vector,task_vector_lr3 --seeds 0
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+
+import keras
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from tf_rpp import models  # noqa: E402
+from tf_rpp import pipeline  # noqa: E402
+from tf_rpp import saving  # noqa: E402
+from tf_rpp.files import atomic_write  # noqa: E402
+from tf_rpp.mask import SparsityMask  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+VARIANTS = {
+    "lr10": {"learning_rate": 1e-3},
+    "ema98": {"learning_rate": 6e-4, "ema": 0.98},
+    "task_vector": {"learning_rate": 6e-4, "task_vector": True},
+    "task_vector_lr3": {"learning_rate": 3e-4, "task_vector": True},
+}
+BASES = {"distill": "3e-4", "distill_lr6": "6e-4"}
+
+
+def task_vector_start(dense_path, preset, mask_path, out_path):
+    """Writes the pruned encoder plus the dense model's masked fine-tuning delta, with its head, to `out_path`."""
+    start = saving.load_model(dense_path, compile=False)
+    pretrained = {v.path: v.numpy() for v in models.backbone("minilm").weights}
+    pruned = {v.path: v.numpy() for v in models.backbone(preset).weights}
+    mask = SparsityMask.load(mask_path)
+    for weight in start.backbone.weights:
+        weight.assign(pruned[weight.path] + weight.numpy() - pretrained[weight.path])
+    mask.apply(start)
+    start.save(out_path)
+
+
+def _run(args, variant, seed):
+    folder = os.path.join(args.runs, variant, f"seed{seed}")
+    done = os.path.join(folder, "results.json")
+    if os.path.exists(done):
+        return
+    settings = dict(VARIANTS[variant])
+    reference = os.path.join(args.reference, f"seed{seed}")
+    dense, mask = os.path.join(reference, "dense", "model.keras"), os.path.join(reference, "prune", "mask.npz")
+    start = {"preset": os.path.join(reference, "prune", "preset")}
+    os.makedirs(folder, exist_ok=True)
+    if settings.pop("task_vector", False):
+        start = {"init_model": os.path.join(folder, "start.keras")}
+        task_vector_start(dense, os.path.join(reference, "prune", "preset"), mask, start["init_model"])
+    ema = settings.pop("ema", None)
+    adamw = keras.optimizers.AdamW
+    if ema is not None:  # the pipeline builds its AdamW itself; this run's one turns the Keras EMA on
+
+        class AveragedAdamW(adamw):
+            def __init__(self, *a, **k):
+                super().__init__(*a, use_ema=True, ema_momentum=ema, **k)
+
+        keras.optimizers.AdamW = AveragedAdamW
+    try:
+        pipeline.finetune(task="rt_polarity", steps=200, seed=seed, verbose=2, save_model=False, out=folder,
+                          mask=mask, teacher=dense, teacher_layers=10.0, distill_alpha=0.5, **start, **settings)
+    finally:
+        keras.optimizers.AdamW = adamw
+
+
+def _accuracy(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["metrics"]["accuracy"]
+
+
+def _spread(values):
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+
+def report(args, variants, seeds):
+    """Per variant: pruned accuracy per seed, drop from the seed's dense model, gain over the 6e-4 base."""
+    main_seeds = os.path.join(args.reference, "..")
+    dense = {s: _accuracy(os.path.join(args.reference, f"seed{s}", "dense", "results.json")) for s in seeds}
+    rows = []
+    for name in [*BASES, *variants]:
+        folder = os.path.join(main_seeds, name) if name in BASES else os.path.join(args.runs, name)
+        paths = {s: os.path.join(folder, f"seed{s}", "pruned" if name in BASES else "", "results.json") for s in seeds}
+        pruned = {s: _accuracy(p) for s, p in paths.items() if os.path.exists(p)}
+        if not pruned:
+            continue
+        drops = {s: 100 * (dense[s] - a) for s, a in pruned.items()}
+        rows.append({"variant": name, "seeds": sorted(pruned), "pruned": pruned, "drop_points": drops,
+                     "drop": _spread(list(drops.values()))})
+    base = next((r for r in rows if r["variant"] == "distill_lr6"), None)
+    lines = ["The main job's pruned fine-tuning (MiniLM, 60% upstream mask, `rt_polarity` dev, 200 steps), one change "
+             "per row, on the same dense models and masks (`runs/main_seeds/distill/seed<k>`); drop = that seed's "
+             "dense minus pruned, in points; gain = over `distill_lr6` (6e-4, the main job's default) of the same seed.",
+             "", f"dense per seed: {' / '.join(f'{dense[s]:.4f}' for s in seeds)}", "",
+             "| variant | seeds | pruned per seed | drop per seed | drop mean +- std | gain over 6e-4 per seed |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        gains = ("-" if base is None or r is base else
+                 " / ".join(f"{base['drop_points'][s] - r['drop_points'][s]:+.2f}" for s in r["seeds"]
+                            if s in base["drop_points"]))
+        label = f"{r['variant']} ({BASES[r['variant']]}, bench/main_job_seeds.py)" if r["variant"] in BASES else r["variant"]
+        accuracies = " / ".join(f"{r['pruned'][s]:.4f}" for s in r["seeds"])
+        drops = " / ".join(f"{r['drop_points'][s]:.2f}" for s in r["seeds"])
+        lines.append(f"| {label} | {','.join(map(str, r['seeds']))} | {accuracies} | {drops} | "
+                     f"{r['drop']['mean']:.2f} +- {r['drop']['std']:.2f} | {gains} |")
+    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+    atomic_write(os.path.join(ROOT, "bench", "results", "pruned_recovery.json"),
+                 json.dumps({"command": "python bench/pruned_recovery.py " + " ".join(sys.argv[1:]), "dense": dense,
+                             "rows": rows}, indent=2).encode())
+    atomic_write(os.path.join(ROOT, "bench", "results", "pruned_recovery.md"), ("\n".join(lines) + "\n").encode())
+    print("\n".join(lines))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", default="lr10,ema98", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--runs", default="runs/pruned_recovery")
+    p.add_argument("--reference", default="runs/main_seeds/distill", help="the distill runs of bench/main_job_seeds.py")
+    p.add_argument("--report-only", action="store_true")
+    args = p.parse_args(argv)
+    variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    missing = [s for s in seeds if not os.path.exists(os.path.join(args.reference, f"seed{s}", "prune", "mask.npz"))]
+    if missing:
+        raise SystemExit(f"{args.reference}: seeds {missing} have no finished distill run; run "
+                         "`python bench/main_job_seeds.py --objectives distill` first")
+    if not args.report_only:
+        for seed in seeds:
+            for variant in variants:
+                _run(args, variant, seed)
+    report(args, variants, seeds)
+
+
+if __name__ == "__main__":
+    main()

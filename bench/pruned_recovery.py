@@ -11,6 +11,9 @@ that run's dense model and the base rows there (3e-4: `distill`, 6e-4:
 - `ema98`: 6e-4, and the model ends on an exponential moving average of its
   weights (Keras's own `use_ema=True, ema_momentum=0.98` on the AdamW inside
   `MaskedOptimizer`, which re-applies the mask to the averaged weights).
+- `no_dropout`: 6e-4 with the encoder's dropout off (0.1 in MiniLM's config;
+  the classifier head keeps its 0.1): 200 steps are under one epoch, and the
+  teacher terms already regularise.
 - `task_vector`: 6e-4 (and `task_vector_lr3`: 3e-4), starting from the pruned
   encoder plus the dense model's fine-tuning delta (fine-tuned minus pretrained
   weights, the "task vector" of Ilharco et al. 2023, moved onto the pruned
@@ -27,6 +30,7 @@ there) and `bench/results/pruned_recovery.{json,md}`.
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 
@@ -46,6 +50,7 @@ VARIANTS = {
     "ema98": {"learning_rate": 6e-4, "ema": 0.98},
     "task_vector": {"learning_rate": 6e-4, "task_vector": True},
     "task_vector_lr3": {"learning_rate": 3e-4, "task_vector": True},
+    "no_dropout": {"learning_rate": 6e-4, "backbone_dropout": 0.0},
 }
 BASES = {"distill": "3e-4", "distill_lr6": "6e-4"}
 
@@ -75,6 +80,15 @@ def _run(args, variant, seed):
     if settings.pop("task_vector", False):
         start = {"init_model": os.path.join(folder, "start.keras")}
         task_vector_start(dense, os.path.join(reference, "prune", "preset"), mask, start["init_model"])
+    dropout = settings.pop("backbone_dropout", None)
+    if dropout is not None:  # a copy of the pruned preset whose config sets the encoder's dropout
+        start["preset"] = os.path.join(folder, "preset")
+        shutil.copytree(os.path.join(reference, "prune", "preset"), start["preset"], dirs_exist_ok=True)
+        config_path = os.path.join(start["preset"], "config.json")
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        config["config"]["dropout"] = dropout
+        atomic_write(config_path, json.dumps(config, indent=4).encode())
     ema = settings.pop("ema", None)
     adamw = keras.optimizers.AdamW
     if ema is not None:  # the pipeline builds its AdamW itself; this run's one turns the Keras EMA on

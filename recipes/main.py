@@ -112,14 +112,20 @@ def main(argv=None):
     ]
     summary = {"flow": args.flow, "dense": dense.to_dict(), "pruned": pruned.to_dict(),
                "prune": None if prune is None else {k: v for k, v in prune.to_dict().items() if k != "layer_sparsity"},
-               "wall_time_s": time.time() - started}
+               "wall_time_s": time.time() - started,
+               # A resumed job reuses finished parts: their own times say what training them took.
+               "parts_wall_time_s": {name: part.wall_time_s for name, part in
+                                     (("dense", dense), ("prune", prune), ("pruned", pruned)) if part is not None}}
     atomic_write(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=2).encode())
     widths = [max(len(r[i]) for r in rows + [("", "dense MiniLM", "RPP-pruned")]) for i in range(3)]
     print()
     print(f"{'':{widths[0]}}  {'dense MiniLM':>{widths[1]}}  {'RPP-pruned':>{widths[2]}}")
     for name, a, b in rows:
         print(f"{name:{widths[0]}}  {a:>{widths[1]}}  {b:>{widths[2]}}")
-    print(f"wall time {summary['wall_time_s'] / 60:.1f} min; details in {args.out}/summary.json")
+    parts = summary["parts_wall_time_s"]
+    print(f"wall time {summary['wall_time_s'] / 60:.1f} min (the parts' own: "
+          + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in parts.items())
+          + f"); details in {args.out}/summary.json")
 
 
 if __name__ == "__main__":

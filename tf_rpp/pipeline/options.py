@@ -71,7 +71,8 @@ def check_same_settings(out, recorded, config, ignore=()):
     For `resume` rules: a finished run is reused only with the settings it was
     trained with. `recorded` is `dataclasses.asdict` of the run's config as
     JSON read it back (lists for tuples); fields in `ignore` (the output
-    folder, verbosity) do not change what a run learns.
+    folder, verbosity) do not change what a run learns. A field `recorded`
+    lacks (an option added after the run) counts as its default.
 
     Example:
 
@@ -81,13 +82,16 @@ def check_same_settings(out, recorded, config, ignore=()):
     ...     steps: int = option(300, "training steps")
     ...     out: str = option("runs/x", "output folder")
     >>> check_same_settings("runs/x", {"steps": 300, "out": "elsewhere"}, Config(), ignore=("out",))
+    >>> check_same_settings("runs/x", {"out": "runs/x"}, Config())  # steps: recorded before it existed
     >>> check_same_settings("runs/x", {"steps": 200, "out": "runs/x"}, Config())
     Traceback (most recent call last):
     ...
     ValueError: runs/x holds a finished run with other settings (steps 200 -> 300); give another --out, or drop --resume to train it again.
     """
     wanted = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples as JSON's lists
-    differ = {k: (recorded.get(k), v) for k, v in wanted.items() if k not in ignore and recorded.get(k) != v}
+    defaults = json.loads(json.dumps(dataclasses.asdict(type(config)())))
+    recorded = {**defaults, **recorded}
+    differ = {k: (recorded[k], v) for k, v in wanted.items() if k not in ignore and recorded[k] != v}
     if differ:
         listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in differ.items())
         raise ValueError(f"{out} holds a finished run with other settings ({listed}); give another --out, "

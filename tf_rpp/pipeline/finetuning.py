@@ -358,11 +358,13 @@ def _finished(config):
     result = FinetuneResult(**{f.name: written[f.name] for f in dataclasses.fields(FinetuneResult) if f.name in written})
     # Paths re-based on `out`: a moved or copied run is reused where it is now.
     for field in ("model_path", "tflite_path"):
-        if getattr(result, field):
-            setattr(result, field, os.path.join(config.out, os.path.basename(getattr(result, field))))
-            if not os.path.exists(getattr(result, field)):
-                print(f"{config.out}: {getattr(result, field)} is missing: training again")
+        recorded = getattr(result, field)
+        if recorded:
+            here = os.path.join(config.out, os.path.basename(recorded))
+            if not os.path.exists(here):
+                print(f"{config.out}: {here} is missing: training again")
                 return None
+            setattr(result, field, here)
     print(f"{config.out}: finished before with these settings, reusing it (results.json)")
     return result
 

@@ -75,15 +75,16 @@ def _run(args, variant, seed):
     settings = dict(VARIANTS[variant])
     reference = os.path.join(args.reference, f"seed{seed}")
     dense, mask = os.path.join(reference, "dense", "model.keras"), os.path.join(reference, "prune", "mask.npz")
-    start = {"preset": os.path.join(reference, "prune", "preset")}
+    preset = os.path.join(reference, "prune", "preset")
+    start = {"preset": preset}
     os.makedirs(folder, exist_ok=True)
     if settings.pop("task_vector", False):
         start = {"init_model": os.path.join(folder, "start.keras")}
-        task_vector_start(dense, os.path.join(reference, "prune", "preset"), mask, start["init_model"])
+        task_vector_start(dense, preset, mask, start["init_model"])
     dropout = settings.pop("backbone_dropout", None)
     if dropout is not None:  # a copy of the pruned preset whose config sets the encoder's dropout
         start["preset"] = os.path.join(folder, "preset")
-        shutil.copytree(os.path.join(reference, "prune", "preset"), start["preset"], dirs_exist_ok=True)
+        shutil.copytree(preset, start["preset"], dirs_exist_ok=True)
         config_path = os.path.join(start["preset"], "config.json")
         with open(config_path, encoding="utf-8") as f:
             config = json.load(f)

@@ -86,7 +86,7 @@ def check_same_settings(out, recorded, config, ignore=()):
     >>> check_same_settings("runs/x", {"steps": 200, "out": "runs/x"}, Config())
     Traceback (most recent call last):
     ...
-    ValueError: runs/x holds a finished run with other settings (steps 200 -> 300); give another --out, or drop --resume to train it again.
+    ValueError: runs/x holds a finished run with other settings (steps 200 -> 300); give another output folder, or delete this one to train it again.
     """
     wanted = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples as JSON's lists
     defaults = json.loads(json.dumps(dataclasses.asdict(type(config)())))
@@ -94,8 +94,8 @@ def check_same_settings(out, recorded, config, ignore=()):
     differ = {k: (recorded[k], v) for k, v in wanted.items() if k not in ignore and recorded[k] != v}
     if differ:
         listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in differ.items())
-        raise ValueError(f"{out} holds a finished run with other settings ({listed}); give another --out, "
-                         "or drop --resume to train it again.")
+        raise ValueError(f"{out} holds a finished run with other settings ({listed}); give another output "
+                         "folder, or delete this one to train it again.")
 
 
 def _shown(default):

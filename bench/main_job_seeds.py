@@ -9,11 +9,14 @@ distill run of the same seed: the dense fine-tune does not depend on them.
 These rows fine-tune the pruned model at peak rate 3e-4 (the main job's default
 until session 17). `distill_lr6` (at 6e-4, the main job's default since)
 changes only the pruned model's fine-tuning, so it reuses the distill run's
-mask too. Writes
+mask too. `distill_b16` trains both models on batches of 16 for 400 steps (the
+same examples as 32 x 200) at the `distill_lr6` rates: it reuses the mask and
+trains its own dense model. Writes
 `bench/results/main_job_seeds.{json,md}`.
 
     python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,mlm,distill_rewind
     python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,distill_lr6
+    python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,distill_lr6,distill_b16
     python bench/main_job_seeds.py --report-only
 """
 
@@ -41,8 +44,12 @@ def _summary(folder):
         return json.load(f)
 
 
-# Variants of the pruned model's fine-tuning only: they reuse the distill run's dense model and mask.
-FINETUNE_VARIANTS = {"distill_lr6": ["--pruned-learning-rate", "6e-4"]}
+# Variants of the fine-tuning: the main job's arguments, and the parts of the distill run they reuse.
+FINETUNE_VARIANTS = {
+    "distill_lr6": (["--pruned-learning-rate", "6e-4"], ("dense", "prune")),
+    # Both models on batches of 16 for twice the steps (the same examples): a new dense model too.
+    "distill_b16": (["--pruned-learning-rate", "6e-4", "--batch-size", "16", "--finetune-steps", "400"], ("prune",)),
+}
 # The file that marks each reusable part of a main-job run finished.
 _FINISHED = {"dense": "results.json", "prune": "report.json"}
 
@@ -51,10 +58,12 @@ def run(args, objective, seed):
     folder = os.path.join(args.runs, objective, f"seed{seed}")
     if _summary(folder) is not None:
         return
-    variant = FINETUNE_VARIANTS.get(objective)
+    variant, shared = FINETUNE_VARIANTS.get(objective, (None, ()))
     reference = os.path.join(args.runs, "distill", f"seed{seed}")
-    # What it takes from the distill run of its seed: the dense model, and for a fine-tuning variant the mask.
-    shared = [] if objective == "distill" else ["dense"] + (["prune"] if variant is not None else [])
+    # What it takes from the distill run of its seed: the other objectives its dense model, a fine-tuning
+    # variant the parts it names.
+    if variant is None:
+        shared = () if objective == "distill" else ("dense",)
     for part in shared:
         done = os.path.join(reference, part, _FINISHED[part])
         if os.path.exists(done) and not os.path.exists(os.path.join(folder, part)):

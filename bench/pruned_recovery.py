@@ -20,6 +20,9 @@ that run's dense model and the base rows there (3e-4: `distill`, 6e-4:
 - `alpha1`: 6e-4, the teacher's logits only (no label term).
 - `steps300`: 6e-4 for 300 steps instead of 200 (what more steps buy; the
   main job's 20 minutes do not leave room for them).
+- `dense_batch16`: not a pruned model: the dense model trained as the main
+  job trains it (1e-4) on batches of 16 for 400 steps, so that `batch16` is
+  also compared with a dense model of the same batches.
 - `task_vector`: 6e-4 (and `task_vector_lr3`: 3e-4), starting from the pruned
   encoder plus the dense model's fine-tuning delta (fine-tuned minus pretrained
   weights, the "task vector" of Ilharco et al. 2023, moved onto the pruned
@@ -61,6 +64,8 @@ VARIANTS = {
     "layers3": {"learning_rate": 6e-4, "teacher_layers": 3.0},
     "alpha1": {"learning_rate": 6e-4, "distill_alpha": 1.0},
     "steps300": {"learning_rate": 6e-4, "steps": 300},
+    # The dense model of the same batches (the main job's dense recipe, 1e-4), the reference `batch16` needs.
+    "dense_batch16": {"dense": True, "learning_rate": 1e-4, "batch_size": 16, "steps": 400},
 }
 BASES = {"distill": "3e-4", "distill_lr6": "6e-4"}
 
@@ -88,6 +93,10 @@ def _run(args, variant, seed):
     preset = os.path.join(reference, "prune", "preset")
     start = {"preset": preset}
     os.makedirs(folder, exist_ok=True)
+    if settings.pop("dense", False):
+        pipeline.finetune(task="rt_polarity", seed=seed, verbose=2, save_model=False, out=folder,
+                          **{"steps": 200, **settings})
+        return
     if settings.pop("task_vector", False):
         start = {"init_model": os.path.join(folder, "start.keras")}
         task_vector_start(dense, preset, mask, start["init_model"])
@@ -151,11 +160,21 @@ def report(args, variants, seeds):
         gains = ("-" if base is None or r is base else
                  " / ".join(f"{base['drop_points'][s] - r['drop_points'][s]:+.2f}" for s in r["seeds"]
                             if s in base["drop_points"]))
-        label = f"{r['variant']} ({BASES[r['variant']]}, bench/main_job_seeds.py)" if r["variant"] in BASES else r["variant"]
+        label = (f"{r['variant']} ({BASES[r['variant']]}, bench/main_job_seeds.py)" if r["variant"] in BASES
+                 else f"{r['variant']} (a dense model: drop = the batch-32 dense minus it)"
+                 if VARIANTS[r["variant"]].get("dense") else r["variant"])
         accuracies = " / ".join(f"{r['pruned'][s]:.4f}" for s in r["seeds"])
         drops = " / ".join(f"{r['drop_points'][s]:.2f}" for s in r["seeds"])
         lines.append(f"| {label} | {','.join(map(str, r['seeds']))} | {accuracies} | {drops} | "
                      f"{r['drop']['mean']:.2f} +- {r['drop']['std']:.2f} | {gains} |")
+    by_name = {r["variant"]: r for r in rows}
+    if "batch16" in by_name and "dense_batch16" in by_name:  # each against the dense model of its own batches
+        pruned, reference = by_name["batch16"]["pruned"], by_name["dense_batch16"]["pruned"]
+        paired = {s: 100 * (reference[s] - pruned[s]) for s in pruned if s in reference}
+        by_name["batch16"]["drop_vs_dense_batch16"] = paired
+        lines += ["", f"`batch16` against `dense_batch16` of the same seed: drop per seed "
+                      f"{' / '.join(f'{d:.2f}' for d in paired.values())}, mean "
+                      f"{_spread(list(paired.values()))['mean']:.2f} +- {_spread(list(paired.values()))['std']:.2f}."]
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     atomic_write(os.path.join(ROOT, "bench", "results", "pruned_recovery.json"),
                  json.dumps({"command": "python bench/pruned_recovery.py " + " ".join(sys.argv[1:]), "dense": dense,

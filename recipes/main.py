@@ -12,7 +12,10 @@ Default flow (`--flow upstream`, the paper's):
 2. `tf_rpp.pipeline.finetune` (`tf-rpp finetune`) twice on `rt_polarity` (Rotten-Tomatoes sentences,
    SST-2-like): the dense pretrained MiniLM, then the pruned one with its mask fixed, distilling from the
    dense one, its logits and its layer outputs.
-3. Both exported to `.tflite`; a table of sparsity, dev accuracy and sizes.
+3. Both exported to `.tflite`; a table of sparsity, dev accuracy and sizes. The points lost come with a
+   95% interval from resampling the dev sentences (a paired bootstrap, `tf_rpp.significance`): how much
+   of the gap the dev set's size alone leaves uncertain. The training seed moves it further
+   (bench/results/main_job_seeds.md).
 
 `--flow downstream` prunes the dense fine-tuned model on the task itself instead (RPP to 60% over 60%
 of the steps, distilling it); at 60%, seed 0, it reached 0.8430 against the dense 0.8713
@@ -39,7 +42,9 @@ import json
 import os
 import time
 
-from tf_rpp import pipeline
+import numpy as np
+
+from tf_rpp import pipeline, significance, tasks
 from tf_rpp.files import atomic_write
 
 
@@ -52,6 +57,7 @@ def main(argv=None):
                              "task (at 60%%, seed 0: 0.8430 against upstream's 0.8505, docs/frontier.md)")
     parser.add_argument("--target-sparsity", type=float, default=0.6, help="default 0.6")
     parser.add_argument("--finetune-steps", type=int, default=200, help="per model, default 200")
+    parser.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch of both models (default 32)")
     parser.add_argument("--prune-steps", type=int, default=150, help="--flow upstream: pruning steps (default 150)")
     parser.add_argument("--warmup-steps", type=int, default=100,
                         help="--flow upstream --objective mlm: MLM-head warm-up (default 100)")
@@ -83,7 +89,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     started = time.time()
 
-    common = pipeline.FinetuneConfig(task=args.task, steps=args.finetune_steps, seed=args.seed, verbose=args.verbose,
+    common = pipeline.FinetuneConfig(task=args.task, steps=args.finetune_steps, batch_size=args.batch_size,
+                                     seed=args.seed, verbose=args.verbose,
                                      learning_rate=args.learning_rate, export_tflite=True, resume=True)
     dense = pipeline.finetune(common, out=os.path.join(args.out, "dense"))
     teacher = dict(teacher=dense.model_path, teacher_layers=args.teacher_layers, distill_alpha=args.distill_alpha)
@@ -103,14 +110,19 @@ def main(argv=None):
         sparsity = prune.sparsity
 
     metric = next(iter(dense.metrics))
+    interval = _interval(metric, dense, pruned)
+    lost = f"{100 * (dense.metrics[metric] - pruned.metrics[metric]):.2f}"
     rows = [
         ("encoder-kernel sparsity", "0.00%", f"{sparsity:.2%}"),
         (f"{args.task} dev {metric}", f"{dense.metrics[metric]:.4f}", f"{pruned.metrics[metric]:.4f}"),
-        ("points lost", "-", f"{100 * (dense.metrics[metric] - pruned.metrics[metric]):.2f}"),
+        ("points lost", "-", lost),
+        *([(f"  {interval['confidence']:.0%} interval, dev sentences resampled", "-",
+            f"{100 * interval['low']:.2f} to {100 * interval['high']:.2f}")] if interval else []),
         ("mask held while fine-tuning", "-", "yes" if pruned.mask_held else "NO"),
         (".tflite float32 bytes (sparse encoding)", f"{dense.tflite_bytes:,}", f"{pruned.tflite_bytes:,}"),
     ]
     summary = {"flow": args.flow, "dense": dense.to_dict(), "pruned": pruned.to_dict(),
+               "points_lost_interval": interval,
                "prune": None if prune is None else {k: v for k, v in prune.to_dict().items() if k != "layer_sparsity"},
                "wall_time_s": time.time() - started,
                # A resumed job reuses finished parts: their own times say what training them took.
@@ -126,6 +138,18 @@ def main(argv=None):
     print(f"wall time {summary['wall_time_s'] / 60:.1f} min (the parts' own: "
           + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in parts.items())
           + f"); details in {args.out}/summary.json")
+
+
+
+def _interval(metric, dense, pruned):
+    """The paired bootstrap interval of dense minus pruned over the dev examples (None for runs without predictions)."""
+    if not (dense.predictions_path and pruned.predictions_path):
+        return None
+    first, second = np.load(dense.predictions_path), np.load(pruned.predictions_path)
+    if not np.array_equal(first["labels"], second["labels"]):
+        raise ValueError(f"{dense.predictions_path} and {pruned.predictions_path} hold different dev examples.")
+    return significance.paired_bootstrap(tasks.METRICS[metric], first["labels"], first["predictions"],
+                                         second["predictions"])
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ MODULES = [
     "tf_rpp.optimizers.masked", "tf_rpp.optimizers.rpp", "tf_rpp.optimizers.gradients", "tf_rpp.optimizers.validation", "tf_rpp.optimizers.distribute",
     "tf_rpp.optimizers.group_magnitude", "tf_rpp.pipeline.finetuning",
     "tf_rpp.console",
-    "tf_rpp.selection", "tf_rpp.tasks", "tf_rpp.viz", "tf_rpp.groups", "tf_rpp.shrink", "tf_rpp.tables",
+    "tf_rpp.selection", "tf_rpp.significance", "tf_rpp.tasks", "tf_rpp.viz", "tf_rpp.groups", "tf_rpp.shrink", "tf_rpp.tables",
     "tf_rpp.pipeline.options", "tf_rpp_lite.tokenizer", "tf_rpp_lite.packing",
 ]
 

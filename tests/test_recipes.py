@@ -18,6 +18,7 @@ from tf_rpp import models
 from recipes import glue_finetune
 from recipes import pretrain_prune
 from tf_rpp import pipeline
+from tf_rpp.tasks import accuracy
 from test_data import write_tsv
 
 # jit_compile off: these check the flow, and XLA compiles cost ~30 s a model here; the structured
@@ -130,6 +131,8 @@ def dense_teacher(tmp_path_factory, small_preset):
     out = tmp_path_factory.mktemp("teacher")
     result = pipeline.finetune(task="rt_polarity", preset=small_preset, out=str(out), steps=4, eval_limit=16, **SMALL)
     assert result.model_path == str(out / "model.keras") and result.label_names == ["negative", "positive"]
+    saved = np.load(result.predictions_path)  # the dev predictions, for comparing runs example by example
+    assert len(saved["labels"]) == 16 and accuracy(saved["labels"], saved["predictions"]) == result.metrics["accuracy"]
     return out / "model.keras"
 
 
@@ -148,6 +151,7 @@ def test_finetune_resume_reuses_a_finished_run_and_refuses_other_settings(dense_
     shutil.copytree(out, moved)
     copy = pipeline.finetune(resume=True, **dict(settings, out=str(moved)))
     assert copy.model_path == str(moved / "model.keras") and copy.metrics == again.metrics
+    assert copy.predictions_path == str(moved / "predictions.npz")
     # Results written before settings were recorded cannot be compared: the run trains again.
     del written["args"]
     (moved / "results.json").write_text(json.dumps(written))

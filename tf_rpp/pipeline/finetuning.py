@@ -5,7 +5,9 @@ metrics are computed on the validation split, and the run checks and reports
 that the mask held (every pruned weight still exactly 0.0). Optional: distil
 from a dense fine-tuned teacher (logits, and layer outputs), structured RPP of
 heads and neurons while fine-tuning (`structured`) with physical shrinking, and
-the `.tflite` export.
+the `.tflite` export. The validation predictions are kept, with their labels,
+in `out/predictions.npz`: two runs on the same task can then be compared example
+by example (`tf_rpp.significance.paired_bootstrap`).
 
 Data: a packaged task (`rt_polarity`, `snli`, `bbc_news`), GLUE (`glue/*`
 through tensorflow-datasets or a GLUE TSV folder), or your own CSV / TSV /
@@ -195,6 +197,7 @@ class FinetuneResult:
     model_path: str = None
     tflite_path: str = None
     tflite_bytes: int = None
+    predictions_path: str = None
     wall_time_s: float = 0.0
 
     def to_dict(self):
@@ -307,6 +310,9 @@ def finetune(config=None, **overrides):
         label_names=list(spec.label_names) if spec.label_names else None,
         preset=str(config.init_model or config.preset), mask=config.mask, steps=config.steps,
         learning_rate=config.learning_rate, teacher=config.teacher, teacher_layers=config.teacher_layers)
+    # Per example, so that two runs can be compared on the same sentences (`tf_rpp.significance`).
+    result.predictions_path = os.path.join(config.out, "predictions.npz")
+    np.savez(result.predictions_path, labels=labels, predictions=predictions)
     if mask is not None:
         check_mask_held(result, mask, classifier)
     if config.structured is not None or config.sparsity is not None:
@@ -357,7 +363,7 @@ def _finished(config):
     # A report of an older version may lack a later field; its default stands in.
     result = FinetuneResult(**{f.name: written[f.name] for f in dataclasses.fields(FinetuneResult) if f.name in written})
     # Paths re-based on `out`: a moved or copied run is reused where it is now.
-    for field in ("model_path", "tflite_path"):
+    for field in ("model_path", "tflite_path", "predictions_path"):
         recorded = getattr(result, field)
         if recorded:
             here = os.path.join(config.out, os.path.basename(recorded))

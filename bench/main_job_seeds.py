@@ -11,7 +11,8 @@ until session 17). `distill_lr6` (at 6e-4, the main job's default since)
 changes only the pruned model's fine-tuning, so it reuses the distill run's
 mask too. `distill_b16` trains both models on batches of 16 for 400 steps (the
 same examples as 32 x 200) at the `distill_lr6` rates: it reuses the mask and
-trains its own dense model. Writes
+trains its own dense model; `distill_b16_frozen` also keeps the embeddings as
+loaded in both fine-tunings (`--freeze-embeddings`). Writes
 `bench/results/main_job_seeds.{json,md}`.
 
     python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,mlm,distill_rewind
@@ -49,6 +50,9 @@ FINETUNE_VARIANTS = {
     "distill_lr6": (["--pruned-learning-rate", "6e-4"], ("dense", "prune")),
     # Both models on batches of 16 for twice the steps (the same examples): a new dense model too.
     "distill_b16": (["--pruned-learning-rate", "6e-4", "--batch-size", "16", "--finetune-steps", "400"], ("prune",)),
+    # The same with the embeddings kept as loaded in both fine-tunings (AdamW's update of 11.7M weights saved).
+    "distill_b16_frozen": (["--pruned-learning-rate", "6e-4", "--batch-size", "16", "--finetune-steps", "400",
+                            "--freeze-embeddings"], ("prune",)),
 }
 # The file that marks each reusable part of a main-job run finished.
 _FINISHED = {"dense": "results.json", "prune": "report.json"}

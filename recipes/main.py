@@ -58,6 +58,8 @@ def main(argv=None):
     parser.add_argument("--target-sparsity", type=float, default=0.6, help="default 0.6")
     parser.add_argument("--finetune-steps", type=int, default=200, help="per model, default 200")
     parser.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch of both models (default 32)")
+    parser.add_argument("--freeze-embeddings", action="store_true",
+                        help="both fine-tunings keep the encoder's embeddings as loaded (cheaper steps)")
     parser.add_argument("--prune-steps", type=int, default=150, help="--flow upstream: pruning steps (default 150)")
     parser.add_argument("--warmup-steps", type=int, default=100,
                         help="--flow upstream --objective mlm: MLM-head warm-up (default 100)")
@@ -90,6 +92,7 @@ def main(argv=None):
     started = time.time()
 
     common = pipeline.FinetuneConfig(task=args.task, steps=args.finetune_steps, batch_size=args.batch_size,
+                                     freeze_embeddings=args.freeze_embeddings,
                                      seed=args.seed, verbose=args.verbose,
                                      learning_rate=args.learning_rate, export_tflite=True, resume=True)
     dense = pipeline.finetune(common, out=os.path.join(args.out, "dense"))

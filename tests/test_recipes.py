@@ -15,6 +15,7 @@ import pytest
 import tf_rpp
 from tf_rpp import data
 from tf_rpp import models
+from tf_rpp import saving
 from recipes import glue_finetune
 from recipes import pretrain_prune
 from tf_rpp import pipeline
@@ -157,6 +158,17 @@ def test_finetune_resume_reuses_a_finished_run_and_refuses_other_settings(dense_
     (moved / "results.json").write_text(json.dumps(written))
     retrained = pipeline.finetune(resume=True, **dict(settings, out=str(moved)))
     assert "args" in json.loads((moved / "results.json").read_text()) and retrained.model_path == copy.model_path
+
+
+def test_finetune_can_keep_the_embeddings_as_loaded(small_preset, tmp_path):
+    result = pipeline.finetune(task="rt_polarity", preset=small_preset, out=str(tmp_path), steps=3, eval_limit=16,
+                               freeze_embeddings=True, **SMALL)
+    loaded = {v.path: v.numpy() for v in models.backbone(small_preset).weights}
+    trained = {v.path: v.numpy() for v in saving.load_model(result.model_path, compile=False).backbone.weights}
+    embeddings = [k for k in loaded if "embedding" in k]
+    assert any("token_embedding" in k for k in embeddings)
+    assert all(np.array_equal(loaded[k], trained[k]) for k in embeddings)
+    assert not all(np.array_equal(loaded[k], trained[k]) for k in loaded if "transformer_layer" in k)
 
 
 def test_glue_finetune_distils_from_a_dense_teacher(pruned, dense_teacher, tmp_path):

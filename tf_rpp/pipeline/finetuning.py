@@ -118,6 +118,9 @@ class FinetuneConfig:
                           "dropped) and export that one with --export-tflite")
     export_tflite: bool = option(False, "also write model.tflite (sparse encoding)")
     save_model: bool = option(True, "do not write model.keras (sweeps that only need metrics)")
+    freeze_embeddings: bool = option(False, "keep the encoder's embeddings (token, position, segment, their "
+                                     "layer norm) as loaded: AdamW skips the 11.7M token-embedding weights each "
+                                     "step, which small batches feel most")
     jit_compile: bool = option(True, "do not compile the train step with XLA (XLA is faster on CPU here: "
                                "bench/results/train_step.md)")
     seed: int = option(0, "random seed")
@@ -280,6 +283,8 @@ def finetune(config=None, **overrides):
     else:
         classifier = models.classifier(models.backbone(config.preset), config.tokenizer_preset or config.preset,
                                        spec.num_classes, config.sequence_length)
+    if config.freeze_embeddings:
+        print(f"embeddings kept as loaded: {', '.join(models.freeze_embeddings(classifier.backbone))}")
     train = _batches(config, train, classifier.preprocessor)
     optimizer, callbacks, mask = build_optimizer(config, classifier)
     trained = classifier

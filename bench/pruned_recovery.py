@@ -34,6 +34,7 @@ there) and `bench/results/pruned_recovery.{json,md}`.
 
     python bench/pruned_recovery.py --variants lr10,ema98 --seeds 0,1,2
     python bench/pruned_recovery.py --variants task_vector,task_vector_lr3 --seeds 0
+    python bench/pruned_recovery.py --variants batch16,dense_batch16,layers3,alpha1,steps300 --seeds 0,1,2
 """
 
 import argparse
@@ -150,8 +151,8 @@ def report(args, variants, seeds):
         rows.append({"variant": name, "seeds": sorted(pruned), "pruned": pruned, "drop_points": drops,
                      "drop": _spread(list(drops.values()))})
     base = next((r for r in rows if r["variant"] == "distill_lr6"), None)
-    lines = ["The main job's pruned fine-tuning (MiniLM, 60% upstream mask, `rt_polarity` dev, 200 steps), one change "
-             "per row, on the same dense models and masks (`runs/main_seeds/distill/seed<k>`); drop = that seed's "
+    lines = ["The main job's pruned fine-tuning (MiniLM, 60% upstream mask, `rt_polarity` dev, 200 steps of 32 unless the "
+             "row says otherwise), one change per row, on the same dense models and masks (`runs/main_seeds/distill/seed<k>`); drop = that seed's "
              "dense minus pruned, in points; gain = over `distill_lr6` (6e-4, the main job's default) of the same seed.",
              "", f"dense per seed: {' / '.join(f'{dense[s]:.4f}' for s in seeds)}", "",
              "| variant | seeds | pruned per seed | drop per seed | drop mean +- std | gain over 6e-4 per seed |",

@@ -7,12 +7,15 @@ which also warms up its head), skipping runs that finished (the main job resumes
 when the upstream mask is final). The other runs reuse the dense model of the
 distill run of the same seed: the dense fine-tune does not depend on them.
 These rows fine-tune the pruned model at peak rate 3e-4 (the main job's default
-until session 17). `distill_lr6` (at 6e-4, the main job's default since)
-changes only the pruned model's fine-tuning, so it reuses the distill run's
-mask too. `distill_b16` trains both models on batches of 16 for 400 steps (the
+until session 17) for 200 steps of 32 (until session 19). `distill_lr6` (at
+6e-4, the main job's default since session 17; 200 x 32) changes only the
+pruned model's fine-tuning, so it reuses the distill run's mask too, as does
+`distill_p16` (the main job's defaults since session 19: the pruned model on
+400 batches of 16). `distill_b16` trains both models on batches of 16 for 400 steps (the
 same examples as 32 x 200) at the `distill_lr6` rates: it reuses the mask and
 trains its own dense model; `distill_b16_frozen` also keeps the embeddings as
-loaded in both fine-tunings (`--freeze-embeddings`). Writes
+loaded in both fine-tunings (`--freeze-embeddings`); `distill_b16_s350` is
+`distill_b16` at 350 steps (closer to the compute of 32 x 200). Writes
 `bench/results/main_job_seeds.{json,md}`.
 
     python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,mlm,distill_rewind
@@ -46,13 +49,18 @@ def _summary(folder):
 
 
 # Variants of the fine-tuning: the main job's arguments, and the parts of the distill run they reuse.
+B32 = ["--pruned-batch-size", "32", "--pruned-steps", "200"]  # the pruned model as before session 19
+B16 = ["--batch-size", "16", "--finetune-steps", "400", "--pruned-batch-size", "16", "--pruned-steps", "400"]
 FINETUNE_VARIANTS = {
-    "distill_lr6": (["--pruned-learning-rate", "6e-4"], ("dense", "prune")),
+    "distill_lr6": (["--pruned-learning-rate", "6e-4", *B32], ("dense", "prune")),
+    "distill_p16": ([], ("dense", "prune")),  # the defaults
     # Both models on batches of 16 for twice the steps (the same examples): a new dense model too.
-    "distill_b16": (["--pruned-learning-rate", "6e-4", "--batch-size", "16", "--finetune-steps", "400"], ("prune",)),
+    "distill_b16": (["--pruned-learning-rate", "6e-4", *B16], ("prune",)),
+    # 350 steps of 16 (5,600 examples, 7/8 of 32 x 200): about the compute of 32 x 200 (a step of 16 costs more than half).
+    "distill_b16_s350": (["--pruned-learning-rate", "6e-4", "--batch-size", "16", "--finetune-steps", "350",
+                          "--pruned-batch-size", "16", "--pruned-steps", "350"], ("prune",)),
     # The same with the embeddings kept as loaded in both fine-tunings (AdamW's update of 11.7M weights saved).
-    "distill_b16_frozen": (["--pruned-learning-rate", "6e-4", "--batch-size", "16", "--finetune-steps", "400",
-                            "--freeze-embeddings"], ("prune",)),
+    "distill_b16_frozen": (["--pruned-learning-rate", "6e-4", *B16, "--freeze-embeddings"], ("prune",)),
 }
 # The file that marks each reusable part of a main-job run finished.
 _FINISHED = {"dense": "results.json", "prune": "report.json"}
@@ -78,7 +86,7 @@ def run(args, objective, seed):
     else:
         # Pinned to the rate these rows were measured at (the main job's default until session 17).
         argv = ["--out", folder, "--seed", str(seed), "--objective", objective.removesuffix("_rewind"),
-                "--pruned-learning-rate", "3e-4"]
+                "--pruned-learning-rate", "3e-4", *B32]
         if objective.endswith("_rewind"):
             argv.append("--prune-rewind")
         if objective.startswith("mlm"):
@@ -121,8 +129,9 @@ def report(args, objectives, seeds):
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     atomic_write(json_path, json.dumps(result, indent=2).encode())
     lines = ["`recipes/main.py` (MiniLM, RPP to 60% upstream, rt_polarity dev, 1,057 sentences), per upstream "
-             "objective (the pruned model fine-tuned at peak rate 3e-4) or fine-tuning variant (`distill_lr6`: at "
-             "6e-4, the main job's default since session 17), seeds as listed; drop = dense minus pruned of the "
+             "objective (the pruned model fine-tuned at peak rate 3e-4, 200 x 32) or fine-tuning variant (`distill_lr6`: "
+             "at 6e-4, 200 x 32; `distill_p16`: the main job's defaults since session 19, the pruned model on 400 x "
+             "16 at 6e-4; `distill_b16*`: both models on batches of 16, see the script's docstring), seeds as listed; drop = dense minus pruned of the "
              "same seed, in points; mean +- sample std; prune = wall time of the upstream phase on this 2-core machine (some runs shared the cores).",
              "", "| objective | seeds | dense | pruned | drop (pts) | worst drop | prune phase |", "|---|---|---|---|---|---|---|"]
     for r in rows:

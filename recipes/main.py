@@ -22,12 +22,14 @@ of the steps, distilling it); at 60%, seed 0, it reached 0.8430 against the dens
 (docs/frontier.md), below the upstream flow, so it is not the default.
 
 Defaults, sized for about 20 minutes on 2 cores: fine-tuning at sequence length 64 (batches of
-similar-length sentences), batch 32, 200 steps per model at peak rates 1e-4 (dense) and 6e-4 (pruned:
-sparse models recover faster at a higher rate, docs/frontier.md session 17),
+similar-length sentences); the dense model 200 steps of 32 at peak rate 1e-4; the pruned model the same
+6,400 examples in 400 steps of 16 (twice the updates: over seeds 0-2 it lost 0.60 +- 0.71 points against
+1.01 +- 1.42 in 200 steps of 32, docs/frontier.md session 19) at peak rate 6e-4 (sparse models recover
+faster at a higher rate, session 17),
 distillation alpha 0.5, T 2, layer weight 10 (the teacher's logits come from its pass inside each step);
 pruning on 32-token texts for 150 steps. The longer budget of the earlier runs (300 fine-tuning steps,
-MLM with 150 + 250 pruning steps at 64 tokens) is `--objective mlm --finetune-steps 300
---warmup-steps 150 --prune-steps 250 --prune-sequence-length 64`.
+MLM with 150 + 250 pruning steps at 64 tokens) is `--objective mlm --finetune-steps 300 --pruned-steps 300
+--pruned-batch-size 32 --warmup-steps 150 --prune-steps 250 --prune-sequence-length 64`.
 
     python recipes/main.py --out runs/main
 
@@ -56,10 +58,19 @@ def main(argv=None):
                              "fine-tuned with the mask fixed; downstream: prune the dense fine-tuned model on the "
                              "task (at 60%%, seed 0: 0.8430 against upstream's 0.8505, docs/frontier.md)")
     parser.add_argument("--target-sparsity", type=float, default=0.6, help="default 0.6")
-    parser.add_argument("--finetune-steps", type=int, default=200, help="per model, default 200")
-    parser.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch of both models (default 32)")
+    parser.add_argument("--finetune-steps", type=int, default=200,
+                        help="the dense model's fine-tuning steps (and --flow downstream's pruned model's), default 200")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="the dense model's batch (and --flow downstream's pruned model's), default 32")
+    parser.add_argument("--pruned-steps", type=int, default=400,
+                        help="--flow upstream: the pruned model's fine-tuning steps (default 400: with batches of 16, "
+                             "the dense model's 6,400 examples in twice the updates)")
+    parser.add_argument("--pruned-batch-size", type=int, default=16,
+                        help="--flow upstream: the pruned model's batch (default 16: over seeds 0-2 it lost 0.60 +- "
+                             "0.71 points against 32 x 200's 1.01 +- 1.42, bench/results/pruned_recovery.md)")
     parser.add_argument("--freeze-embeddings", action="store_true",
-                        help="both fine-tunings keep the encoder's embeddings as loaded (cheaper steps)")
+                        help="both fine-tunings keep the encoder's embeddings as loaded (cheaper steps; with batches "
+                             "of 16 both models scored lower on rt_polarity, docs/frontier.md session 19)")
     parser.add_argument("--prune-steps", type=int, default=150, help="--flow upstream: pruning steps (default 150)")
     parser.add_argument("--warmup-steps", type=int, default=100,
                         help="--flow upstream --objective mlm: MLM-head warm-up (default 100)")
@@ -109,7 +120,8 @@ def main(argv=None):
                                distill=args.prune_distill, rewind=args.prune_rewind, seed=args.seed,
                                verbose=args.verbose, resume=True)
         pruned = pipeline.finetune(common, out=os.path.join(args.out, "pruned"), preset=prune.preset_dir,
-                                   mask=prune.mask_path, learning_rate=args.pruned_learning_rate, **teacher)
+                                   mask=prune.mask_path, learning_rate=args.pruned_learning_rate,
+                                   steps=args.pruned_steps, batch_size=args.pruned_batch_size, **teacher)
         sparsity = prune.sparsity
 
     metric = next(iter(dense.metrics))

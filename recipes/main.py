@@ -126,11 +126,10 @@ def main(argv=None):
 
     metric = next(iter(dense.metrics))
     interval = _interval(metric, dense, pruned)
-    lost = f"{100 * (dense.metrics[metric] - pruned.metrics[metric]):.2f}"
     rows = [
         ("encoder-kernel sparsity", "0.00%", f"{sparsity:.2%}"),
         (f"{args.task} dev {metric}", f"{dense.metrics[metric]:.4f}", f"{pruned.metrics[metric]:.4f}"),
-        ("points lost", "-", lost),
+        ("points lost", "-", f"{100 * (dense.metrics[metric] - pruned.metrics[metric]):.2f}"),
         *([(f"  {interval['confidence']:.0%} interval, dev sentences resampled", "-",
             f"{100 * interval['low']:.2f} to {100 * interval['high']:.2f}")] if interval else []),
         ("mask held while fine-tuning", "-", "yes" if pruned.mask_held else "NO"),
@@ -155,9 +154,8 @@ def main(argv=None):
           + f"); details in {args.out}/summary.json")
 
 
-
 def _interval(metric, dense, pruned):
-    """The paired bootstrap interval of dense minus pruned over the dev examples (None for runs without predictions)."""
+    """The paired bootstrap interval of dense minus pruned over the dev examples (None: a run without predictions)."""
     if not (dense.predictions_path and pruned.predictions_path):
         return None
     first, second = np.load(dense.predictions_path), np.load(pruned.predictions_path)

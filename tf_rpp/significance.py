@@ -52,7 +52,9 @@ def paired_bootstrap(metric, labels, first, second, resamples=2000, confidence=0
                          f"{len(first)} and {len(second)} predictions.")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
-    draws = np.random.default_rng(seed).integers(0, len(labels), size=(resamples, len(labels)))
+    rng = np.random.default_rng(seed)
+    # One draw at a time: all of them at once would hold resamples x examples indices (GBs for a large test set).
+    draws = (rng.integers(0, len(labels), size=len(labels)) for _ in range(resamples))
     differences = np.array([metric(labels[d], first[d]) - metric(labels[d], second[d]) for d in draws])
     tail = 100 * (1.0 - confidence) / 2
     low, high = np.percentile(differences, [tail, 100 - tail])

@@ -85,6 +85,8 @@ def finetune_squad(config):
             raise ValueError(f"--init-model {config.init_model} is a {type(model).__name__}, not a SpanClassifier.")
     else:
         model = qa.SpanClassifier(models.backbone(config.preset))
+    if config.freeze_embeddings:
+        print(f"embeddings kept as loaded: {', '.join(models.freeze_embeddings(model.backbone))}")
     train_windows = qa.windows(train_examples, tokenizer, config.sequence_length)
     dev_windows = qa.windows(dev_examples, tokenizer, config.sequence_length)
     train = (qa.to_dataset(train_windows, model).shuffle(len(train_windows), seed=config.seed).repeat()

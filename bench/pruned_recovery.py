@@ -173,9 +173,10 @@ def report(args, variants, seeds):
         pruned, reference = by_name["batch16"]["pruned"], by_name["dense_batch16"]["pruned"]
         paired = {s: 100 * (reference[s] - pruned[s]) for s in pruned if s in reference}
         by_name["batch16"]["drop_vs_dense_batch16"] = paired
+        spread = _spread(list(paired.values()))
         lines += ["", f"`batch16` against `dense_batch16` of the same seed: drop per seed "
                       f"{' / '.join(f'{d:.2f}' for d in paired.values())}, mean "
-                      f"{_spread(list(paired.values()))['mean']:.2f} +- {_spread(list(paired.values()))['std']:.2f}."]
+                      f"{spread['mean']:.2f} +- {spread['std']:.2f}."]
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     atomic_write(os.path.join(ROOT, "bench", "results", "pruned_recovery.json"),
                  json.dumps({"command": "python bench/pruned_recovery.py " + " ".join(sys.argv[1:]), "dense": dense,

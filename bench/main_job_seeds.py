@@ -48,17 +48,24 @@ def _summary(folder):
         return json.load(f)
 
 
-# Variants of the fine-tuning: the main job's arguments, and the parts of the distill run they reuse.
 B32 = ["--pruned-batch-size", "32", "--pruned-steps", "200"]  # the pruned model as before session 19
-B16 = ["--batch-size", "16", "--finetune-steps", "400", "--pruned-batch-size", "16", "--pruned-steps", "400"]
+
+
+def _both_on_16(steps):
+    """The main job's arguments that fine-tune both models on batches of 16 for `steps` steps."""
+    return ["--batch-size", "16", "--finetune-steps", str(steps),
+            "--pruned-batch-size", "16", "--pruned-steps", str(steps)]
+
+
+B16 = _both_on_16(400)
+# Variants of the fine-tuning: the main job's arguments, and the parts of the distill run they reuse.
 FINETUNE_VARIANTS = {
     "distill_lr6": (["--pruned-learning-rate", "6e-4", *B32], ("dense", "prune")),
     "distill_p16": ([], ("dense", "prune")),  # the defaults
     # Both models on batches of 16 for twice the steps (the same examples): a new dense model too.
     "distill_b16": (["--pruned-learning-rate", "6e-4", *B16], ("prune",)),
     # 350 steps of 16 (5,600 examples, 7/8 of 32 x 200): about the compute of 32 x 200 (a step of 16 costs more than half).
-    "distill_b16_s350": (["--pruned-learning-rate", "6e-4", "--batch-size", "16", "--finetune-steps", "350",
-                          "--pruned-batch-size", "16", "--pruned-steps", "350"], ("prune",)),
+    "distill_b16_s350": (["--pruned-learning-rate", "6e-4", *_both_on_16(350)], ("prune",)),
     # The same with the embeddings kept as loaded in both fine-tunings (AdamW's update of 11.7M weights saved).
     "distill_b16_frozen": (["--pruned-learning-rate", "6e-4", *B16, "--freeze-embeddings"], ("prune",)),
 }

@@ -63,14 +63,15 @@ import statistics
 import sys
 import time
 
-import tf_rpp  # noqa: F401  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
+os.environ.setdefault("TF_RPP_QUIET", "1")  # TensorFlow loads without its start-up logs
+import tf_rpp  # noqa: E402,F401
 
 from tf_rpp import export  # noqa: E402
 from tf_rpp import models  # noqa: E402
 from tf_rpp import pipeline  # noqa: E402
-from tf_rpp import shrink  # noqa: E402
+from tf_rpp.structured import shrink  # noqa: E402
 from tf_rpp import viz  # noqa: E402
-from tf_rpp.files import atomic_write  # noqa: E402
+from tf_rpp._files import atomic_write  # noqa: E402
 from frontier_latency import TEXT  # noqa: E402
 from tflite_size_latency import latency_ms  # noqa: E402
 
@@ -275,7 +276,7 @@ def export_cell(args, task, cell):
     paths = {}
     for variant, quantize in (("float32", None), ("int8", "dynamic")):
         paths[variant] = os.path.join(folder, f"model_{variant}.tflite")
-        export.export_tflite(model, paths[variant], sequence_length=64, sparse=True, quantize=quantize,
+        export.export_tflite(model, paths[variant], sequence_length=64, quantize=quantize,
                              labels=result["label_names"])
     return paths
 
@@ -336,7 +337,7 @@ def markdown(rows, args):
              f"{args.seeds}; accuracy on the dev set, mean +- sample std over seeds; drop = dense minus pruned, "
              "paired by seed. Latency: `.tflite` batch 1, 64 tokens, median of "
              f"{args.latency_runs} invokes (ai_edge_litert, XNNPACK); size: file bytes (sparse encoding). "
-             "Compute: mean wall time of a run on this 2-core machine (cells that start from the dense model "
+             "Compute: mean wall time of a run on a 2-core machine (cells that start from the dense model "
              "also need it). Upstream cells (`*_up_*`): the upstream pruning steps are in brackets after "
              "the cell's name.", "",
              "| task | cell | steps | seeds | accuracy | drop vs dense (pts) | worst seed drop | int8 ms 1 thr | "

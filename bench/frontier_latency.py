@@ -1,6 +1,6 @@
 """Re-times the frontier's exported `.tflite` files round-robin, so slow drifts of the machine hit every cell alike.
 
-`bench/frontier.py` times one cell after another; on this machine one file's median moved by up to 20%
+`bench/frontier.py` times one cell after another; on the 2-core test machine one file's median moved by up to 20%
 between runs minutes apart. Here every round times every cell's float32 and int8 file once (batch 1,
 64 tokens, 1 thread, median of `--runs` invokes); the figure is the median over `--rounds`, and each
 speed-up is against the dense file of the same round, then the median of those ratios.
@@ -22,7 +22,7 @@ import time
 
 from tflite_size_latency import latency_ms
 
-from tf_rpp.files import atomic_write
+from tf_rpp._files import atomic_write
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 # The text every frontier latency is timed on (`bench/frontier.py` imports it).

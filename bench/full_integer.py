@@ -26,18 +26,18 @@ import sys
 import tempfile
 import time
 
-import tf_rpp  # noqa: F401  (first: TensorFlow loads with its start-up logs off)
+os.environ.setdefault("TF_RPP_QUIET", "1")  # TensorFlow loads without its start-up logs
+import tf_rpp  # noqa: E402,F401
 
 import numpy as np  # noqa: E402
 
 import tf_rpp_lite  # noqa: E402
 from tf_rpp import data  # noqa: E402
 from tf_rpp import export  # noqa: E402
-from tf_rpp import metadata  # noqa: E402
-from tf_rpp import quantization  # noqa: E402
-from tf_rpp.files import atomic_write  # noqa: E402
+from tf_rpp.export import metadata  # noqa: E402
+from tf_rpp.export import quantization  # noqa: E402
+from tf_rpp._files import atomic_write  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tflite_size_latency import latency_ms as tflite_latency_ms  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")

@@ -12,7 +12,8 @@ of token: [CLS], [SEP], word pieces, padding.
 import argparse
 import os
 
-import tf_rpp  # noqa: E402  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
+os.environ.setdefault("TF_RPP_QUIET", "1")  # TensorFlow loads without its start-up logs
+import tf_rpp  # noqa: E402
 
 import numpy as np  # noqa: E402
 

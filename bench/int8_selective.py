@@ -16,7 +16,8 @@ import json
 import os
 import time
 
-import tf_rpp  # noqa: E402  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
+os.environ.setdefault("TF_RPP_QUIET", "1")  # TensorFlow loads without its start-up logs
+import tf_rpp  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

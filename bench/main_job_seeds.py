@@ -7,10 +7,10 @@ which also warms up its head), skipping runs that finished (the main job resumes
 when the upstream mask is final). The other runs reuse the dense model of the
 distill run of the same seed: the dense fine-tune does not depend on them.
 These rows fine-tune the pruned model at peak rate 3e-4 (the main job's default
-until session 17) for 200 steps of 32 (until session 19). `distill_lr6` (at
-6e-4, the main job's default since session 17; 200 x 32) changes only the
+until) for 200 steps of 32 (until). `distill_lr6` (at
+6e-4, the main job's default; 200 x 32) changes only the
 pruned model's fine-tuning, so it reuses the distill run's mask too, as does
-`distill_p16` (the main job's defaults since session 19: the pruned model on
+`distill_p16` (the main job's defaults: the pruned model on
 400 batches of 16). `distill_b16` trains both models on batches of 16 for 400 steps (the
 same examples as 32 x 200) at the `distill_lr6` rates: it reuses the mask and
 trains its own dense model; `distill_b16_frozen` also keeps the embeddings as
@@ -32,10 +32,8 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from recipes import main as main_job  # noqa: E402
-from tf_rpp.files import atomic_write  # noqa: E402
+from tf_rpp import cli
+from tf_rpp._files import atomic_write
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
@@ -48,12 +46,12 @@ def _summary(folder):
         return json.load(f)
 
 
-B32 = ["--pruned-batch-size", "32", "--pruned-steps", "200"]  # the pruned model as before session 19
+B32 = ["--pruned-batch-size", "32", "--pruned-steps", "200"]  # the pruned model on the dense model's batch and steps
 
 
 def _both_on_16(steps):
     """The main job's arguments that fine-tune both models on batches of 16 for `steps` steps."""
-    return ["--batch-size", "16", "--finetune-steps", str(steps),
+    return ["--batch-size", "16", "--steps", str(steps),
             "--pruned-batch-size", "16", "--pruned-steps", str(steps)]
 
 
@@ -91,7 +89,7 @@ def run(args, objective, seed):
     if variant is not None:
         argv = ["--out", folder, "--seed", str(seed), *variant]
     else:
-        # Pinned to the rate these rows were measured at (the main job's default until session 17).
+        # Pinned to the rate these rows were measured at.
         argv = ["--out", folder, "--seed", str(seed), "--objective", objective.removesuffix("_rewind"),
                 "--pruned-learning-rate", "3e-4", *B32]
         if objective.endswith("_rewind"):
@@ -99,7 +97,7 @@ def run(args, objective, seed):
         if objective.startswith("mlm"):
             argv += ["--prune-steps", str(args.mlm_prune_steps)]
     print(f"=== {objective} seed {seed} ({time.strftime('%H:%M:%S')})", flush=True)
-    main_job.main(argv)
+    cli.run(["compress", *argv])
 
 
 def _spread(values):
@@ -137,9 +135,9 @@ def report(args, objectives, seeds):
     atomic_write(json_path, json.dumps(result, indent=2).encode())
     lines = ["`recipes/main.py` (MiniLM, RPP to 60% upstream, rt_polarity dev, 1,057 sentences), per upstream "
              "objective (the pruned model fine-tuned at peak rate 3e-4, 200 x 32) or fine-tuning variant (`distill_lr6`: "
-             "at 6e-4, 200 x 32; `distill_p16`: the main job's defaults since session 19, the pruned model on 400 x "
+             "at 6e-4, 200 x 32; `distill_p16`: the main job's defaults, the pruned model on 400 x "
              "16 at 6e-4; `distill_b16*`: both models on batches of 16, see the script's docstring), seeds as listed; drop = dense minus pruned of the "
-             "same seed, in points; mean +- sample std; prune = wall time of the upstream phase on this 2-core machine (some runs shared the cores).",
+             "same seed, in points; mean +- sample std; prune = wall time of the upstream phase on a 2-core machine (some runs shared the cores).",
              "", "| objective | seeds | dense | pruned | drop (pts) | worst drop | prune phase |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['objective']} | {','.join(map(str, r['seeds']))} | {r['dense']['mean']:.4f} +- "
@@ -155,7 +153,7 @@ def main(argv=None):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--objectives", default="distill,mlm")
     p.add_argument("--runs", default="runs/main_seeds")
-    p.add_argument("--mlm-prune-steps", type=int, default=200, help="MLM pruning steps (default 200, as in session 10)")
+    p.add_argument("--mlm-prune-steps", type=int, default=200, help="MLM pruning steps (default 200)")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -46,13 +46,12 @@ import sys
 
 import keras
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from tf_rpp import models  # noqa: E402
 from tf_rpp import pipeline  # noqa: E402
 from tf_rpp import saving  # noqa: E402
-from tf_rpp.files import atomic_write  # noqa: E402
-from tf_rpp.mask import SparsityMask  # noqa: E402
+from tf_rpp._files import atomic_write  # noqa: E402
+from tf_rpp.masks import SparsityMask  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 VARIANTS = {

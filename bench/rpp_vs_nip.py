@@ -28,14 +28,15 @@ import shutil
 import sys
 import time
 
-import tf_rpp  # noqa: E402  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
+os.environ.setdefault("TF_RPP_QUIET", "1")  # TensorFlow loads without its start-up logs
+import tf_rpp  # noqa: E402,F401
 
 import keras  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 from tf_rpp import pipeline  # noqa: E402
 from tf_rpp import viz  # noqa: E402
-from tf_rpp.files import atomic_write  # noqa: E402
+from tf_rpp._files import atomic_write  # noqa: E402
 
 TASKS = ("rt_polarity", "snli")
 

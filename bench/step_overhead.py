@@ -38,7 +38,8 @@ import statistics
 import sys
 import time
 
-import tf_rpp  # noqa: E402  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
+os.environ.setdefault("TF_RPP_QUIET", "1")  # TensorFlow loads without its start-up logs
+import tf_rpp  # noqa: E402
 
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
@@ -139,7 +140,7 @@ def markdown(result):
                      f"{row['rpp']['own_work_overhead']:.4f}x | {row['masked']['own_work_overhead']:.4f}x | "
                      f"{row['group']['own_work_overhead']:.4f}x |")
     lines += ["", "Targets: RPP <= 1.02x, mask enforcement <= 1.01x of the plain AdamW step, in both modes; group RPP "
-              "(structured) <= 1.1x. Before session 12 the group step under XLA sorted the group norms on every "
+              "(structured) <= 1.1x. Before the group step under XLA sorted the group norms on every "
               "step, and took 8.6 s against AdamW's 2.0 s.", ""]
     return "\n".join(lines)
 
@@ -226,9 +227,9 @@ def main():
         "rpp": own_bytes(rpp_opt) / pruned, "masked": own_bytes(masked_opt) / pruned,
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    tf_rpp.files.atomic_write(args.out, (json.dumps(result, indent=2) + "\n").encode())
+    tf_rpp._files.atomic_write(args.out, (json.dumps(result, indent=2) + "\n").encode())
     table = markdown(result)
-    tf_rpp.files.atomic_write(os.path.splitext(args.out)[0] + ".md", table.encode())
+    tf_rpp._files.atomic_write(os.path.splitext(args.out)[0] + ".md", table.encode())
     print()
     print(table)
     per = result["extra_optimizer_bytes_per_pruned_weight"]

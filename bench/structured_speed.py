@@ -2,7 +2,7 @@
 
 Unstructured sparsity shrinks the file but TFLite still multiplies dense
 matrices; removing whole attention heads and feed-forward neurons and shrinking
-the model (`tf_rpp.shrink`) removes the work itself. On the real MiniLM-L6
+the model (`tf_rpp.structured.shrink`) removes the work itself. On the real MiniLM-L6
 fine-tuned on `rt_polarity`:
 
 - dense: the fine-tuned model `bench/rpp_vs_nip.py` leaves (`pretrained/rt_polarity`);
@@ -29,7 +29,8 @@ import os
 import sys
 import time
 
-import tf_rpp  # noqa: E402  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
+os.environ.setdefault("TF_RPP_QUIET", "1")  # TensorFlow loads without its start-up logs
+import tf_rpp  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -38,9 +39,9 @@ import tf_rpp_lite  # noqa: E402
 from tf_rpp import data  # noqa: E402
 from tf_rpp import export  # noqa: E402
 from tf_rpp import pipeline  # noqa: E402
-from tf_rpp import shrink  # noqa: E402
+from tf_rpp.structured import shrink  # noqa: E402
 from tf_rpp import viz  # noqa: E402
-from tf_rpp.files import atomic_write  # noqa: E402
+from tf_rpp._files import atomic_write  # noqa: E402
 from tflite_size_latency import keras_logits  # noqa: E402
 from tflite_size_latency import latency_ms  # noqa: E402
 
@@ -122,7 +123,7 @@ def main(argv=None):
         keras_accuracy = None
         for variant, quantize in VARIANTS.items():
             tflite = os.path.join(args.out, f"{name.replace(' ', '_').replace('%', '')}_{variant.replace(' ', '_')}.tflite")
-            export.export_tflite(model, tflite, sequence_length=128, sparse=True, quantize=quantize,
+            export.export_tflite(model, tflite, sequence_length=128, quantize=quantize,
                                  labels=["negative", "positive"], scores="logits")
             runner = tf_rpp_lite.TFLiteClassifier(tflite, num_threads=2)
             encoded, _ = runner.encode(texts)

@@ -2,11 +2,15 @@
 
 For each fine-tuned Keras model (default: the rt_polarity models that
 `bench/rpp_vs_nip.py` leaves: the original MiniLM and RPP at 50/70/80/90%),
-exports five `.tflite` variants at 128 tokens, batch 1:
+exports these `.tflite` variants at 128 tokens, batch 1:
 
-    float32 | float32+sparse | dynamic int8 | dynamic int8+sparse | int8+sparse (full integer,
-    calibrated on 200 real training sentences, float fallback) | dynamic int8+sparse+trimmed
-    vocab (`tf_rpp.shrink.trim_vocabulary` on the training sentences)
+    float32 | float32+sparse | dynamic int8 | int8 (full integer, calibrated on 200 real
+    training sentences) | dynamic int8+trimmed vocab (`tf_rpp.export.trim_vocabulary` on the
+    training sentences)
+
+(`bench/results/tflite_size_latency.json` also holds rows measured when the sparse
+encoding could be combined with int8 weights; it no longer can: those files do
+not load in MediaPipe or LiteRT's default interpreter.)
 
 and measures: bytes, gzip bytes, which weights the converter stored in a sparse
 encoding (read from the flatbuffer), median interpreter `invoke()` latency with
@@ -16,7 +20,7 @@ difference| from Keras.
 
     python bench/tflite_size_latency.py                  # ~35 min on 2 cores
     python bench/tflite_size_latency.py --models dense=runs/main/dense/model.keras --eval-limit 100
-    python bench/tflite_size_latency.py --variants "dynamic int8+sparse+trimmed vocab"   # adds rows
+    python bench/tflite_size_latency.py --variants "dynamic int8+trimmed vocab"   # adds rows
 
 Rows of a run replace the committed rows of the same model and variant; others are kept.
 
@@ -32,7 +36,8 @@ import statistics
 import sys
 import time
 
-import tf_rpp  # noqa: E402  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
+os.environ.setdefault("TF_RPP_QUIET", "1")  # TensorFlow loads without its start-up logs
+import tf_rpp  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -40,8 +45,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 import tf_rpp_lite  # noqa: E402
 from tf_rpp import data  # noqa: E402
 from tf_rpp import export  # noqa: E402
-from tf_rpp import shrink  # noqa: E402
-from tf_rpp.files import atomic_write  # noqa: E402
+from tf_rpp._files import atomic_write  # noqa: E402
 
 SWEEP = "runs/rpp_vs_nip"
 DEFAULT_MODELS = [("dense", f"{SWEEP}/pretrained/rt_polarity/model.keras")] + [
@@ -50,11 +54,10 @@ VARIANTS = {
     "float32": {"sparse": False, "quantize": None},
     "float32+sparse": {"sparse": True, "quantize": None},
     "dynamic int8": {"sparse": False, "quantize": "dynamic"},
-    "dynamic int8+sparse": {"sparse": True, "quantize": "dynamic"},
-    "int8+sparse": {"sparse": True, "quantize": "int8"},
+    "int8": {"sparse": False, "quantize": "int8"},
     # The vocabulary trimmed to the tokens of the training sentences (plus
     # every single character): the token embedding is most of what remains.
-    "dynamic int8+sparse+trimmed vocab": {"sparse": True, "quantize": "dynamic", "trim": True},
+    "dynamic int8+trimmed vocab": {"sparse": False, "quantize": "dynamic", "trim": True},
 }
 
 
@@ -210,7 +213,7 @@ def main(argv=None):
             settings = dict(VARIANTS[variant])
             exported = model
             if settings.pop("trim", False):
-                exported, kept = shrink.trim_vocabulary(model, train_texts)
+                exported, kept = tf_rpp.export.trim_vocabulary(model, train_texts)
                 print(f"{name}: vocabulary trimmed to {len(kept):,} tokens", flush=True)
             started = time.time()
             export.export_tflite(exported, path, sequence_length=args.sequence_length,

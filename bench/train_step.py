@@ -1,4 +1,4 @@
-"""Throughput of the MiniLM fine-tuning step on this machine: what makes a step cheaper.
+"""Throughput of the MiniLM fine-tuning step on the 2-core test machine: what makes a step cheaper.
 
 Real all-MiniLM-L6-v2 (`tf_rpp.models`), real `rt_polarity` training sentences, AdamW, batch 32,
 sequence length 64, keras-hub's dropout 0.1. Options, each timed over the same batches:
@@ -14,14 +14,14 @@ sequence length 64, keras-hub's dropout 0.1. Options, each timed over the same b
 - `xla+length_groups` (the recipes' default): batches of similar-length sentences
   (`tf_rpp.data.length_grouped`: groups of 16, 32, 48 and 64 tokens), so a batch of short
   sentences is short; four compiles; `+frozen_embedding` as above;
-- `xla+mixed_bfloat16`: bf16 compute (no AVX-512 BF16 or AMX on this CPU: expected slower);
+- `xla+mixed_bfloat16`: bf16 compute (no AVX-512 BF16 or AMX on the test CPU: expected slower);
 - `mlm_distill_graph` / `mlm_distill_xla`: the main job's pruning step, `RPPOptimizer(AdamW)` on
   the masked-LM objective with upstream layer distillation (weight 50, a dense teacher forward
   pass each step), embeddings fixed; FLOPs counted for the student's training only.
 
 For each: median ms/step, padded and real (non-padding) tokens/s, and the achieved FLOP/s of
 the encoder's matmuls (training = 3 x forward; per token and layer `8 d^2 + 4 d ffn + 4 L d`) as
-a fraction of this machine's measured float32 matmul peak (`tf.linalg.matmul` 2048^2, XLA).
+a fraction of the test machine's measured float32 matmul peak (`tf.linalg.matmul` 2048^2, XLA).
 
     python bench/train_step.py                 # ~6 min on 2 cores
     python bench/train_step.py --steps 4       # a quick look
@@ -36,7 +36,8 @@ import platform
 import statistics
 import time
 
-import tf_rpp  # noqa: E402  (first: TensorFlow loads with its start-up logs off, tf_rpp.console)
+os.environ.setdefault("TF_RPP_QUIET", "1")  # TensorFlow loads without its start-up logs
+import tf_rpp  # noqa: E402
 
 import keras  # noqa: E402,I001
 import numpy as np  # noqa: E402
@@ -44,7 +45,7 @@ import tensorflow as tf  # noqa: E402
 
 from tf_rpp import data  # noqa: E402
 from tf_rpp import models  # noqa: E402
-from tf_rpp.files import atomic_write  # noqa: E402
+from tf_rpp._files import atomic_write  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 OPTIONS = {

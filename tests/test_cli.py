@@ -9,11 +9,12 @@ import sys
 import pytest
 
 from tf_rpp import cli
+from tf_rpp.pipeline import CompressConfig
 from tf_rpp.pipeline import FinetuneConfig
 from tf_rpp.pipeline import PruneConfig
 from tf_rpp.pipeline import options
 
-COMMANDS = ("prune", "finetune", "export", "classify", "visualize")
+COMMANDS = ("compress", "prune", "finetune", "export", "classify", "visualize")
 
 
 def _subparsers():
@@ -22,7 +23,8 @@ def _subparsers():
     return parser, action.choices
 
 
-@pytest.mark.parametrize("command, config", [("prune", PruneConfig), ("finetune", FinetuneConfig)])
+@pytest.mark.parametrize("command, config", [("prune", PruneConfig), ("finetune", FinetuneConfig),
+                                             ("compress", CompressConfig)])
 def test_every_config_field_is_a_flag_with_help_and_the_same_default(command, config):
     _, commands = _subparsers()
     sub = commands[command]
@@ -72,6 +74,14 @@ def test_the_command_reports_bad_data_in_one_line_and_prints_no_tensorflow_noise
     assert lines == [f"tf-rpp finetune: error: {str(tmp_path / 'nowhere')!r} is not a folder; pass a folder or two "
                      "files (train, validation)."], done.stderr
     assert not (tmp_path / "o").exists()
+    # The whole recipe refuses bad data before its first stage trains, in the same one line.
+    done = subprocess.run([_tf_rpp(), "compress", "--data", str(tmp_path), "--out", str(tmp_path / "c")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"tf-rpp compress: error: {str(tmp_path)!r} needs a train file"), \
+        done.stderr
+    assert not (tmp_path / "c").exists()
     # With --tf-logs TensorFlow's own start-up lines come back (they are what the default hides).
     loud = subprocess.run([_tf_rpp(), "--tf-logs", "export", "missing.keras", "x.tflite"],
                           capture_output=True, text=True, env=env, timeout=300)

@@ -9,7 +9,7 @@ import pytest
 
 from tf_rpp import data
 from tf_rpp import models
-from tf_rpp import tasks
+from tf_rpp.data import tasks
 
 
 def test_rt_polarity_counts_balance_and_split():

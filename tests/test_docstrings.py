@@ -9,12 +9,12 @@ import importlib
 import pytest
 
 MODULES = [
-    "tf_rpp.distill", "tf_rpp.files", "tf_rpp.mask", "tf_rpp.proximal", "tf_rpp.sparsity", "tf_rpp.controller",
-    "tf_rpp.optimizers.masked", "tf_rpp.optimizers.rpp", "tf_rpp.optimizers.gradients", "tf_rpp.optimizers.validation", "tf_rpp.optimizers.distribute",
-    "tf_rpp.optimizers.group_magnitude", "tf_rpp.pipeline.finetuning",
-    "tf_rpp.console",
-    "tf_rpp.selection", "tf_rpp.significance", "tf_rpp.tasks", "tf_rpp.viz", "tf_rpp.groups", "tf_rpp.shrink", "tf_rpp.tables",
-    "tf_rpp.pipeline.options", "tf_rpp_lite.tokenizer", "tf_rpp_lite.packing",
+    "tf_rpp.distill", "tf_rpp._files", "tf_rpp._optional", "tf_rpp.masks", "tf_rpp.proximal", "tf_rpp.controller",
+    "tf_rpp.optimizers.masked", "tf_rpp.optimizers.rpp", "tf_rpp.optimizers.gradients",
+    "tf_rpp.optimizers.validation", "tf_rpp.optimizers.distribute", "tf_rpp.optimizers.group_magnitude",
+    "tf_rpp.pipeline._runs", "tf_rpp._console", "tf_rpp.selection", "tf_rpp.significance", "tf_rpp.data.tasks",
+    "tf_rpp.data.files", "tf_rpp.viz", "tf_rpp.structured.groups", "tf_rpp.structured.shrink",
+    "tf_rpp.pipeline.options", "tf_rpp_lite.tokenizer", "tf_rpp_lite.packing", "tf_rpp_lite.formats",
 ]
 
 

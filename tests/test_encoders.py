@@ -13,7 +13,7 @@ from tiny import tiny_encoder_classifier
 import tf_rpp
 from tf_rpp import export
 from tf_rpp import selection
-from tf_rpp import shrink
+from tf_rpp.structured import shrink
 from tf_rpp_lite.runner import load_interpreter
 
 TARGET = 0.7

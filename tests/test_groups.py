@@ -10,9 +10,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 import tf_rpp
-from tf_rpp import groups
+from tf_rpp.structured import groups
 from tf_rpp import proximal
-from tf_rpp import shrink
+from tf_rpp.structured import shrink
 from tiny import classification_dataset
 from tiny import compile_classifier
 from tiny import tiny_classifier

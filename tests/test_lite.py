@@ -90,7 +90,7 @@ def exported(tmp_path_factory):
     kernel = classifier.output_dense.kernel
     kernel.assign(kernel * 40.0)
     path = tmp_path_factory.mktemp("lite") / "model.tflite"
-    export.export_tflite(classifier, path, sequence_length=32, sparse=True, labels=LABELS)
+    export.export_tflite(classifier, path, sequence_length=32, labels=LABELS)
     return classifier, str(path)
 
 
@@ -113,7 +113,7 @@ def test_tflite_classifier_matches_keras_from_the_one_file(exported):
 
 
 def test_metadata_is_what_mediapipe_reads(exported):
-    from tf_rpp import metadata
+    from tf_rpp.export import metadata
 
     _, path = exported
     meta = metadata.read_metadata(path)
@@ -129,9 +129,9 @@ def test_metadata_is_what_mediapipe_reads(exported):
     assert files["vocab.txt"].decode().split("\n") == models.tokenizer().get_vocabulary()
 
 
-def test_older_exports_with_a_tokenizer_file_beside_them_still_run(exported, tmp_path):
+def test_exports_without_metadata_run_from_the_tokenizer_file_beside_them(exported, tmp_path):
     classifier, _ = exported
-    path = tmp_path / "old.tflite"
+    path = tmp_path / "plain.tflite"
     export.export_tflite(classifier, path, sequence_length=32, labels=LABELS, metadata=False, scores="logits")
     assert os.path.exists(export.tokenizer_path(path)) and not tf_rpp_lite.packed_files(str(path))
     lite = tf_rpp_lite.TFLiteClassifier(str(path))
@@ -158,7 +158,7 @@ def test_metadata_without_labels_or_tokenizer_is_refused_before_writing(exported
     with pytest.raises(ValueError, match="`scores` must be one of"):
         export.export_tflite(classifier, target, sequence_length=32, labels=LABELS, scores="softmax")
     assert not target.exists() and os.listdir(tmp_path) == []
-    from tf_rpp import metadata
+    from tf_rpp.export import metadata
 
     with pytest.raises(ValueError, match="scores 2 classes but 3 labels"):
         metadata.write_classifier_metadata(exported[1], models.tokenizer().get_vocabulary(), ["a", "b", "c"])
@@ -188,23 +188,106 @@ print(json.dumps([{c.category_name: c.score for c in categories} for categories 
 """
 
 
-def test_mediapipe_text_classifier_runs_the_export_as_is(exported, tmp_path):
-    """MediaPipe Tasks (pinned 0.10.21, its own environment: it needs numpy<2) loads the file, no sidecar."""
+# Quantized files compute the model within these bounds (the fixture's head is random and scaled x40,
+# which magnifies rounding); accuracy on real fine-tuned models is bench/full_integer.py's.
+VARIANT_ATOL = {"float32": 1e-5, "float32-sparse": 1e-5, "dynamic": 0.05, "float16": 0.01, "int8": 0.3, "a16w8": 0.25}
+
+
+@pytest.fixture(scope="module")
+def pruned_exports(exported, tmp_path_factory):
+    """The fixture's classifier pruned to 80% by magnitude, exported in every variant: {variant: path}."""
+    import tf_rpp
+
+    classifier, _ = exported
+    pruned = models.classifier(models.backbone(), num_classes=2, sequence_length=32)
+    pruned.set_weights(classifier.get_weights())
+    selected = tf_rpp.select_weights(pruned)
+    mask = tf_rpp.SparsityMask.from_magnitudes({tf_rpp.selection.weight_key(v): v.numpy() for v in selected}, 0.8)
+    mask.apply(pruned)
+    folder = tmp_path_factory.mktemp("variants")
+    texts = [s for s, _ in data.rt_polarity("train")[:40]]
+    paths = {}
+    for variant in VARIANT_ATOL:
+        quantize = None if variant.startswith("float32") else variant
+        paths[variant] = str(folder / f"{variant}.tflite")
+        export.export_tflite(pruned, paths[variant], sequence_length=32, quantize=quantize,
+                             sparse=variant == "float32-sparse", labels=LABELS,
+                             representative_data=texts if quantize in export.CALIBRATED else None)
+    return pruned, paths
+
+
+def test_every_export_variant_of_a_pruned_model_loads_in_litert_default_interpreter(pruned_exports):
+    """LiteRT's default interpreter (XNNPACK on, no fallback) prepares each file; each computes the model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tf_rpp.export import latency
+
+    pruned, paths = pruned_exports
+    dev = [s for s, _ in data.rt_polarity("validation")[:16]]
+    want = probabilities(pruned, dev)
+    dense_float32 = os.path.getsize(paths["float32"])
+    for variant, path in paths.items():
+        Interpreter(model_path=path).allocate_tensors()  # raises if a delegate cannot prepare a node
+        assert latency.latency_ms(path, runs=2, warmup=1) > 0
+        lite = tf_rpp_lite.TFLiteClassifier(path)
+        assert lite.runtime == "ai_edge_litert", (variant, lite.runtime)
+        got = lite.scores(dev)
+        assert got.dtype == np.float32 and lite.interpreter.get_output_details()[0]["dtype"] == np.float32
+        assert np.max(np.abs(got - want)) < VARIANT_ATOL[variant], variant
+        if variant != "float32":
+            assert os.path.getsize(path) < dense_float32, variant
+        assert (os.stat(path).st_mode & 0o777) == (0o666 & ~_umask()), oct(os.stat(path).st_mode)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_sparse_encoding_with_quantization_is_refused_before_writing(exported, tmp_path):
+    classifier, _ = exported
+    with pytest.raises(ValueError, match="applies to float32 only"):
+        export.export_tflite(classifier, tmp_path / "m.tflite", sparse=True, quantize="dynamic", labels=LABELS)
+    assert not (tmp_path / "m.tflite").exists()
+
+
+MEDIAPIPE_SCRIPT = """
+import json, sys
+from mediapipe.tasks import python as mp_python
+from mediapipe.tasks.python import text as mp_text
+texts = json.load(open(sys.argv[1], encoding="utf-8"))
+out = {}
+for path in sys.argv[2:]:
+    options = mp_text.TextClassifierOptions(base_options=mp_python.BaseOptions(model_asset_path=path), max_results=-1)
+    with mp_text.TextClassifier.create_from_options(options) as classifier:
+        results = [classifier.classify(t).classifications[0].categories for t in texts]
+    out[path] = [{c.category_name: c.score for c in categories} for categories in results]
+print(json.dumps(out))
+"""
+
+
+def test_mediapipe_text_classifier_runs_every_export_as_is(exported, pruned_exports, tmp_path):
+    """MediaPipe Tasks (pinned 1.2.3, in its own environment as an app would have it) loads each file, no sidecar."""
     import json
 
     classifier, path = exported
-    python = _environment_with(tmp_path / "phone", "mediapipe==0.10.21")
+    pruned, paths = pruned_exports
+    python = _environment_with(tmp_path / "phone", "mediapipe==1.2.3")
     texts = [s for s, _ in data.rt_polarity("validation")[:40]]
     texts_file = tmp_path / "texts.json"
     texts_file.write_text(json.dumps(texts), encoding="utf-8")
-    done = subprocess.run([python, "-c", MEDIAPIPE_SCRIPT, path, str(texts_file)], capture_output=True, text=True,
-                          env={"PATH": os.environ["PATH"]})
+    files = {"dense": path, **paths}
+    done = subprocess.run([python, "-c", MEDIAPIPE_SCRIPT, str(texts_file), *files.values()], capture_output=True,
+                          text=True, env={"PATH": os.environ["PATH"]})
     assert done.returncode == 0, done.stderr[-2000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    got = np.array([[scores[label] for label in LABELS] for scores in got])
-    want = probabilities(classifier, texts)
-    assert list(got.argmax(-1)) == list(want.argmax(-1))
-    np.testing.assert_allclose(got, want, atol=1e-3)
+    got_all = json.loads(done.stdout.strip().splitlines()[-1])
+    want = {"dense": probabilities(classifier, texts)}
+    want_pruned = probabilities(pruned, texts)
+    for variant, file in files.items():
+        got = np.array([[scores[label] for label in LABELS] for scores in got_all[file]])
+        expected = want.get(variant, want_pruned)
+        np.testing.assert_allclose(got, expected, atol=max(1e-3, VARIANT_ATOL.get(variant, 0)), err_msg=variant)
 
 
 def test_runner_imports_no_tensorflow_and_the_cli_works(exported):
@@ -259,25 +342,6 @@ def test_runner_in_a_tflite_runtime_only_environment(exported, tmp_path):
     np.testing.assert_allclose(np.asarray(result["scores"]), probabilities(classifier, texts), atol=1e-5)
 
 
-# The fixture's head is random and scaled x40, which magnifies activation rounding: these bounds
-# (measured 0.20 int8, 0.15 a16w8) only say the files compute the model; accuracy of full-integer
-# files on real fine-tuned models is bench/full_integer.py's (docs/phone.md).
-@pytest.mark.parametrize("quantize, atol", [("dynamic", 0.05), ("float16", 0.01), ("int8", 0.3), ("a16w8", 0.25)])
-def test_quantized_exports_are_smaller_and_close_to_keras(exported, tmp_path, quantize, atol):
-    """Probabilities within `atol` of Keras's, and float32 probabilities out whatever the scheme."""
-    classifier, float_path = exported
-    texts = [s for s, _ in data.rt_polarity("train")[:40]]
-    path = tmp_path / f"{quantize}.tflite"
-    size = export.export_tflite(classifier, path, sequence_length=32, sparse=False, quantize=quantize,
-                                representative_data=texts, labels=LABELS)
-    assert size < 0.6 * os.path.getsize(float_path)
-    lite = tf_rpp_lite.TFLiteClassifier(str(path))
-    dev = [s for s, _ in data.rt_polarity("validation")[:16]]
-    got, want = lite.scores(dev), probabilities(classifier, dev)
-    assert got.dtype == np.float32 and lite.interpreter.get_output_details()[0]["dtype"] == np.float32
-    assert np.max(np.abs(got - want)) < atol
-
-
 def test_bad_export_arguments_are_refused(exported, tmp_path):
     classifier, _ = exported
     with pytest.raises(ValueError, match="`quantize` must be one of"):
@@ -288,23 +352,3 @@ def test_bad_export_arguments_are_refused(exported, tmp_path):
         export.export_tflite(classifier, tmp_path / "m.tflite", quantize="int8", representative_data=["", "  "],
                              labels=LABELS)
     assert not (tmp_path / "m.tflite").exists()
-
-
-def test_sparse_full_integer_model_runs_on_builtin_kernels_when_xnnpack_declines(tmp_path):
-    """XNNPACK has no sparse int8 FULLY_CONNECTED; the runner falls back and says so."""
-    import tf_rpp
-
-    keras.utils.set_random_seed(1)
-    classifier = models.classifier(models.backbone(), num_classes=2, sequence_length=32)
-    selected = tf_rpp.select_weights(classifier)
-    mask = tf_rpp.SparsityMask.from_magnitudes({tf_rpp.selection.weight_key(v): v.numpy() for v in selected}, 0.8)
-    mask.apply(classifier)
-    texts = [s for s, _ in data.rt_polarity("train")[:100]]
-    path = tmp_path / "int8_sparse.tflite"
-    export.export_tflite(classifier, path, sequence_length=32, sparse=True, quantize="int8-converter",
-                         representative_data=texts, labels=LABELS, scores="logits")
-    lite = tf_rpp_lite.TFLiteClassifier(str(path))
-    assert "builtin kernels" in lite.runtime
-    dev = [s for s, _ in data.rt_polarity("validation")[:16]]
-    got, want = lite.scores(dev), classifier.predict(dev, verbose=0)
-    assert np.max(np.abs(got - want)) < 0.15 * max(1.0, float(np.max(np.abs(want))))

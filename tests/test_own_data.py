@@ -15,7 +15,7 @@ import pytest
 import tf_rpp_lite
 from tf_rpp import data
 from tf_rpp import pipeline
-from tf_rpp import tables
+from tf_rpp.data import files as tables
 
 
 def write_csv(path, header, rows, delimiter=","):

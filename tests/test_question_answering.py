@@ -10,7 +10,7 @@ import tf_rpp
 from tf_rpp import models
 from tf_rpp import pipeline
 from tf_rpp import question_answering as qa
-from tf_rpp import squad
+from tf_rpp.data import squad
 from tf_rpp_lite.runner import load_interpreter
 
 

@@ -19,7 +19,7 @@ from tf_rpp import saving
 from recipes import glue_finetune
 from recipes import pretrain_prune
 from tf_rpp import pipeline
-from tf_rpp.tasks import accuracy
+from tf_rpp.data.tasks import accuracy
 from test_data import write_tsv
 
 # jit_compile off: these check the flow, and XLA compiles cost ~30 s a model here; the structured

@@ -12,7 +12,7 @@ import tf_rpp_lite
 from tf_rpp import data
 from tf_rpp import export
 from tf_rpp import models
-from tf_rpp import shrink
+from tf_rpp.structured import shrink
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def classifier():
 
 def test_trimmed_vocabulary_keeps_covered_text_exact_and_never_adds_unknowns(classifier):
     train = [t for t, _ in data.examples("rt_polarity", "train")[:2000]]
-    small, kept = shrink.trim_vocabulary(classifier, train)
+    small, kept = export.trim_vocabulary(classifier, train)
     vocabulary = classifier.preprocessor.tokenizer.get_vocabulary()
     assert small.backbone.vocabulary_size == len(kept) < 0.5 * len(vocabulary)
     assert small.backbone.count_params() < classifier.backbone.count_params()
@@ -41,12 +41,12 @@ def test_trimmed_vocabulary_keeps_covered_text_exact_and_never_adds_unknowns(cla
     ids = np.asarray(new_tokenizer(["an unprecedentedly cinematographic extravaganza"]))
     assert new_tokenizer.token_to_id("[UNK]") not in ids[0].tolist()
     with pytest.raises(ValueError, match="at least one text"):
-        shrink.trim_vocabulary(classifier, [])
+        export.trim_vocabulary(classifier, [])
 
 
 def test_trimmed_model_exports_with_its_vocabulary_and_the_runner_matches_keras(classifier, tmp_path):
     train = [t for t, _ in data.examples("rt_polarity", "train")[:500]]
-    small, _ = shrink.trim_vocabulary(classifier, train)
+    small, _ = export.trim_vocabulary(classifier, train)
     path = str(tmp_path / "trimmed.tflite")
     export.export_tflite(small, path, sequence_length=32, labels=["negative", "positive"], scores="logits")
     full = str(tmp_path / "full.tflite")
@@ -63,8 +63,9 @@ def test_trimmed_model_exports_with_its_vocabulary_and_the_runner_matches_keras(
 
 
 def test_submodules_are_reachable_from_the_package():
-    # The README writes tf_rpp.shrink.shrink_classifier(...) and tf_rpp.export.export_tflite(...).
-    assert tf_rpp.shrink.trim_vocabulary is shrink.trim_vocabulary
+    # The README writes tf_rpp.structured.shrink.shrink_classifier(...) and tf_rpp.export.export_tflite(...).
+    assert tf_rpp.structured.shrink_classifier is shrink.shrink_classifier
+    assert tf_rpp.export.trim_vocabulary is export.vocabulary.trim_vocabulary
     assert tf_rpp.export.export_tflite is export.export_tflite
     assert callable(tf_rpp.viz.plot_speed_accuracy)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):

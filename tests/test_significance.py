@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tf_rpp.significance import paired_bootstrap
-from tf_rpp.tasks import METRICS, accuracy
+from tf_rpp.data.tasks import METRICS, accuracy
 
 
 def test_interval_matches_the_normal_approximation_of_a_paired_difference():

@@ -26,7 +26,7 @@ from keras.src.utils import io_utils
 
 from tf_rpp import controller
 from tf_rpp import hardening
-from tf_rpp import sparsity as sparsity_lib
+from tf_rpp import masks as masks_lib
 from tf_rpp.optimizers import unwrap
 
 
@@ -211,7 +211,7 @@ class RPPCallback(keras.callbacks.Callback):
     def _measure(self, step, target):
         optimizer = self.optimizer
         counts = optimizer.zero_counts()
-        total = sparsity_lib.total_sparsity(counts)
+        total = masks_lib.total_sparsity(counts)
         self._last["sparsity"] = total
         if target is not None:
             self._last["target_sparsity"] = float(target)
@@ -220,7 +220,7 @@ class RPPCallback(keras.callbacks.Callback):
         if self._writer is not None:
             with self._writer.as_default(step=step):
                 tf.summary.scalar("sparsity/total", total)
-                for key, value in sparsity_lib.layer_sparsity(counts).items():
+                for key, value in masks_lib.layer_sparsity(counts).items():
                     tf.summary.scalar(f"sparsity/{key}", value)
                 if target is not None:
                     tf.summary.scalar("target_sparsity", float(target))

@@ -18,7 +18,7 @@ mask = tf_rpp.hardening.harden(optimizer, target=0.8)   # optimizer.frozen is no
 import numpy as np
 
 from tf_rpp import selection
-from tf_rpp.mask import SparsityMask
+from tf_rpp.masks import SparsityMask
 
 
 def harden(optimizer, target, scope="global", metadata=None):

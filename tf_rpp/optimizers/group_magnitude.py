@@ -2,7 +2,7 @@
 
 import keras
 
-from tf_rpp import groups
+from tf_rpp.structured import groups
 from tf_rpp.optimizers.masked import MaskedOptimizer
 
 
@@ -52,7 +52,7 @@ class GroupMagnitudeOptimizer(MaskedOptimizer):
 
     @property
     def group_sets(self):
-        """The `tf_rpp.groups.GroupSet`s this optimizer prunes (after `build`)."""
+        """The `tf_rpp.structured.groups.GroupSet`s this optimizer prunes (after `build`)."""
         return list(self._group_sets)
 
     def kind_targets(self, target):

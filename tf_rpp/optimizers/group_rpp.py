@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_rpp import controller
-from tf_rpp import groups
+from tf_rpp.structured import groups
 from tf_rpp import proximal
 from tf_rpp import selection
 from tf_rpp.optimizers import distribute
@@ -20,7 +20,7 @@ class GroupRPPOptimizer(GroupMagnitudeOptimizer):
     """Structured RPP: reweighted proximal pruning of whole heads and neurons.
 
     Every step, after the inner optimizer's update, each group `g` (an
-    attention head or a feed-forward neuron, see `tf_rpp.groups`) is shrunk as
+    attention head or a feed-forward neuron, see `tf_rpp.structured.groups`) is shrunk as
     a whole:
 
         w_g <- w_g * max(0, 1 - lr_t * lambda_k * gamma_g / ||w_g||_2)
@@ -75,7 +75,7 @@ class GroupRPPOptimizer(GroupMagnitudeOptimizer):
     classifier.compile(optimizer=optimizer, loss=..., metrics=["accuracy"])
     classifier.fit(ds, callbacks=[tf_rpp.RPPCallback(
         tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, 0, 400, frequency=10))])
-    shrunk = tf_rpp.shrink.shrink_classifier(classifier)  # fewer heads and neurons
+    shrunk = tf_rpp.structured.shrink.shrink_classifier(classifier)  # fewer heads and neurons
     ```
     """
 

@@ -25,8 +25,8 @@ from keras.src.utils import tracking
 
 from tf_rpp import proximal
 from tf_rpp import selection
-from tf_rpp import sparsity as sparsity_lib
-from tf_rpp.mask import SparsityMask
+from tf_rpp import masks as masks_lib
+from tf_rpp.masks import SparsityMask
 from tf_rpp.optimizers import distribute
 from tf_rpp.optimizers import gradients
 from tf_rpp.optimizers.validation import reject_base_optimizer_kwargs
@@ -323,11 +323,11 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
         """A dict from key to `(zeros, size)` of each pruned weight: one pass over them."""
         self._require_built("zero_counts()")
         return {
-selection.weight_key(v): sparsity_lib.zero_count(v.value) for v in self._pruned_variables}
+selection.weight_key(v): masks_lib.zero_count(v.value) for v in self._pruned_variables}
 
     def layer_sparsity(self):
         """A dict from key to the fraction of that weight that is exactly 0.0."""
-        return sparsity_lib.layer_sparsity(self.zero_counts())
+        return masks_lib.layer_sparsity(self.zero_counts())
 
     def sparsity(self):
         """Fraction of all pruned-weight entries that are exactly 0.0.
@@ -338,7 +338,7 @@ selection.weight_key(v): sparsity_lib.zero_count(v.value) for v in self._pruned_
         print(f"{optimizer.sparsity():.1%} of the encoder kernels are zero")
         ```
         """
-        return sparsity_lib.total_sparsity(self.zero_counts())
+        return masks_lib.total_sparsity(self.zero_counts())
 
     # Pruning, steered by RPPCallback (or by people).
 

@@ -51,9 +51,10 @@ def add_arguments(parser, config_class, skip=()):
         name = meta.get("flag") or "--" + field.name.replace("_", "-")
         help_text = meta["help"].replace("%", "%%")  # argparse formats help with %
         if hints.get(field.name) is bool:
-            if default:
+            if default:  # on by default: the flag turns it off
                 name = meta.get("flag") or "--no-" + field.name.replace("_", "-")
-                parser.add_argument(name, dest=field.name, action="store_false", help=help_text)
+                parser.add_argument(name, dest=field.name, action="store_false",
+                                    help=f"do not {help_text[0].lower()}{help_text[1:]} (default: on)")
             else:
                 parser.add_argument(name, dest=field.name, action="store_true", help=help_text)
             continue

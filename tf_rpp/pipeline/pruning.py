@@ -44,107 +44,12 @@ from tf_rpp import data
 from tf_rpp import distill
 from tf_rpp import models
 from tf_rpp.callback import RPPCallback
-from tf_rpp.files import atomic_write
-from tf_rpp.optimizers import MaskedOptimizer
-from tf_rpp.optimizers import RPPOptimizer
-from tf_rpp.pipeline import options
-from tf_rpp.pipeline.options import option
+from tf_rpp._files import atomic_write
+from tf_rpp.pipeline import _runs
+from tf_rpp.pipeline.configs import PruneConfig
+from tf_rpp.pipeline.configs import PruneResult
 
-
-@dataclasses.dataclass
-class PruneConfig:
-    """Settings of `prune`; the defaults are the recipes'. Every field is a `tf-rpp prune` flag."""
-
-    preset: str = option(models.DEFAULT_PRESET, "'minilm' (embedded all-MiniLM-L6-v2), a keras-hub preset, "
-                         "hf:// or kaggle:// handle, or a folder")
-    corpus: str = option("packaged", "'packaged' (BBC News + rt_polarity train sentences) or a UTF-8 text file, "
-                         "one text per line")
-    out: str = option("runs/prune", "output folder")
-    objective: str = option("auto", "what the pruned encoder is trained on: distill (task-agnostic distillation: "
-                            "match the dense preset's layer outputs on the corpus, no MLM head; for models pretrained "
-                            "by distillation or without an MLM head, like MiniLM), mlm (the paper's masked-LM "
-                            "objective, plus --distill times the layer term), or auto: mlm for a preset folder that "
-                            "holds a trained keras-hub MaskedLM, distill otherwise (equal accuracy on MiniLM at half "
-                            "the time: bench/results/main_job_seeds.md)", choices=("auto", "distill", "mlm"))
-    method: str = option("rpp", "rpp (reweighted proximal pruning) or magnitude (the NIP baseline, same schedule)",
-                         choices=("rpp", "magnitude"))
-    target_sparsity: float = option(0.6, "final sparsity of the encoder kernels, reached by a tfmot PolynomialDecay")
-    l1_strength: float = option(None, "paper mode: a fixed lambda and no schedule (the exact zeros become the "
-                                "mask); with a target it is only lambda's starting value (default 2e-3)", type=float)
-    steps: int = option(300, "pruning steps")
-    end_fraction: float = option(0.8, "the schedule reaches the target at this fraction of --steps; the rest "
-                                 "trains with the mask frozen")
-    frequency: int = option(10, "the schedule's pruning frequency in steps")
-    rewind: bool = option(False, "when the mask is final, the kept weights return to the preset's values (the "
-                          "proximal steps shrink them) and the rest of --steps trains them from there (in the main job, "
-                          "60%, seed 0: 2.18 points lost against 1.99 without; docs/frontier.md)")
-    warmup_steps: int = option(150, "with --objective mlm: MLM-head warm-up steps, backbone frozen")
-    learning_rate: float = option(1e-4, "AdamW learning rate while pruning")
-    distill: float = option(0.0, "with --objective mlm: weight of upstream distillation while pruning: the pruned "
-                            "encoder also matches the dense preset's layer outputs on the same texts (relative squared "
-                            "error, mean over layers), added to the MLM loss; 0 is the paper's MLM objective alone")
-    reweight_every: int = option(10, "RPP reweighting period in steps")
-    sequence_length: int = option(64, "tokens per text")
-    batch_size: int = option(32, "global batch size")
-    eval_texts: int = option(512, "held-out texts for MLM accuracy")
-    steps_per_epoch: int = option(25, "checkpoint period for --resume")
-    include_embeddings: bool = option(False, "also prune the embeddings (implies training them)")
-    train_embeddings: bool = option(False, "also train the embeddings while pruning. Off by default: the MLM head "
-                                    "is tied to the token embedding, and Adam moves all 30,522 rows every step "
-                                    "(MiniLM's moved 12% in 160 steps and its SNLI accuracy fell from 0.71 to 0.48)")
-    strategy: str = option("default", "tf.distribute strategy: 'mirrored' (all local GPUs, or CPUs), 'tpu' "
-                           "(TPUStrategy on the TPU the cluster resolver finds); --batch-size is the global batch",
-                           choices=("default", "mirrored", "tpu"))
-    jit_compile: bool = option(True, "do not compile the train step with XLA (XLA is faster on CPU here: "
-                               "bench/results/train_step.md)")
-    seed: int = option(0, "random seed (data order, MLM masks, initialisation)")
-    resume: bool = option(False, "continue an interrupted run in --out (one that finished is reused)")
-    verbose: int = option(1, "Keras progress display: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2))
-
-    @property
-    def scheduled(self):
-        """Whether a PolynomialDecay drives pruning (and hardens the mask at its end): all but paper mode."""
-        return self.l1_strength is None or self.method == "magnitude"
-
-    def check(self):
-        """Raises ValueError for settings that cannot work, before any data or model is loaded."""
-        if not 0 <= self.target_sparsity < 1:
-            raise ValueError(f"--target-sparsity must be in [0, 1); received {self.target_sparsity}.")
-        if self.distill < 0:
-            raise ValueError(f"--distill must be >= 0 (0: the MLM objective alone); received {self.distill}.")
-        if self.steps < 1 or self.steps_per_epoch < 1:
-            raise ValueError("--steps and --steps-per-epoch must be >= 1.")
-        if not 0 < self.end_fraction <= 1:
-            raise ValueError(f"--end-fraction must be in (0, 1]; received {self.end_fraction}.")
-        if self.rewind and not self.scheduled:
-            raise ValueError("--rewind acts when a schedule's mask is final; paper mode (--l1-strength) has none.")
-        if self.corpus != "packaged" and not os.path.isfile(self.corpus):
-            raise FileNotFoundError(f"--corpus {self.corpus!r}: no such file (or use 'packaged').")
-
-
-@dataclasses.dataclass
-class PruneResult:
-    """What `prune` produced: the mask, the pruned preset and the measurements."""
-
-    out: str
-    mask_path: str
-    preset_dir: str
-    sparsity: float
-    weight_sparsity: float
-    layer_sparsity: dict
-    pruned_weights: int
-    masked_weights: int
-    objective: str = "mlm"
-    mlm_accuracy_before: float = None
-    mlm_accuracy_after: float = None
-    mlm_accuracy_pretrained_head_untrained: float = None
-    distill_loss_last_epoch: float = None
-    layer_error_after: float = None
-    wall_time_s: float = 0.0
-
-    def to_dict(self):
-        """A JSON-ready dict (what `report.json` holds, without the config)."""
-        return dataclasses.asdict(self)
+REPORT = "report.json"
 
 
 def mlm_accuracy(masked_lm, batches):
@@ -204,38 +109,19 @@ def prune(config=None, **overrides):
         config = dataclasses.replace(config, objective="mlm" if models.has_mlm_head(config.preset) else "distill")
         print(f"objective: {config.objective} (auto: the preset "
               f"{'ships' if config.objective == 'mlm' else 'ships no'} trained masked-LM head)")
-    finished = _finished(config) if config.resume else None
-    if finished is not None:
-        return finished
+    if config.resume:
+        # The warm-up writes a partial report, and a mask may be left from an earlier run:
+        # finished means the mask is there and the report is the full one.
+        finished = _runs.reuse_finished(config, REPORT, PruneResult, required=("mask.npz",),
+                                        complete_field="mask_path")
+        if finished is not None:
+            return dataclasses.replace(finished, out=config.out, mask_path=os.path.join(config.out, "mask.npz"),
+                                       preset_dir=os.path.join(config.out, "preset"))
     strategy = make_strategy(config.strategy)
     if strategy.num_replicas_in_sync > 1:
         print(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas, global batch {config.batch_size}")
     with strategy.scope():
         return _prune(config)
-
-
-# Settings that do not change what a run learns: a finished run is reused whatever they are
-# (`out` too: a run folder that was moved or copied is still the same run).
-_NOT_LEARNED = ("out", "resume", "verbose", "strategy")
-
-
-def _finished(config):
-    """The result of a run that already finished in `config.out` with these settings, or None."""
-    path = os.path.join(config.out, "report.json")
-    # The warm-up writes a report too (its accuracies), and a mask may be left from an earlier run:
-    # finished means the mask is there and the report is the full one.
-    if not (os.path.exists(path) and os.path.exists(os.path.join(config.out, "mask.npz"))):
-        return None
-    with open(path, encoding="utf-8") as f:
-        report = json.load(f)
-    if "mask_path" not in report:
-        return None
-    options.check_same_settings(config.out, report["args"], config, ignore=_NOT_LEARNED)
-    print(f"{config.out}: finished before with these settings, reusing it (report.json)")
-    # A report of an older version may lack a later field; its default stands in.
-    result = PruneResult(**{f.name: report[f.name] for f in dataclasses.fields(PruneResult) if f.name in report})
-    return dataclasses.replace(result, out=config.out, mask_path=os.path.join(config.out, "mask.npz"),
-                               preset_dir=os.path.join(config.out, "preset"))
 
 
 def _datasets(config, preprocessor):
@@ -305,12 +191,9 @@ def _train(config, model, backbone, train, eval_batches):
     if frozen:
         print(f"embeddings kept fixed while pruning: {', '.join(frozen)}")
     inner = keras.optimizers.AdamW(config.learning_rate, weight_decay=0.01)
-    if config.method == "rpp":
-        optimizer = RPPOptimizer(
-            inner, l1_strength=config.l1_strength if config.l1_strength is not None else 2e-3,
-            reweight_every=config.reweight_every, include_embeddings=config.include_embeddings)
-    else:
-        optimizer = MaskedOptimizer(inner, include_embeddings=config.include_embeddings)
+    optimizer = _runs.pruning_optimizer(
+        config.method, inner, l1_strength=config.l1_strength if config.l1_strength is not None else 2e-3,
+        reweight_every=config.reweight_every, include_embeddings=config.include_embeddings)
     schedule = None
     if config.scheduled:
         end_step = max(1, int(config.steps * config.end_fraction))
@@ -375,8 +258,7 @@ def _write(config, model, backbone, optimizer, history, accuracies, eval_batches
         layer_error_after=distill.layer_error(backbone, teacher, eval_batches) if teacher is not None else None,
         wall_time_s=time.time() - started,
     )
-    report = {"args": dataclasses.asdict(config), **result.to_dict()}
-    atomic_write(os.path.join(config.out, "report.json"), json.dumps(report, indent=2).encode())
+    _runs.write_report(config.out, REPORT, config, result)
     print(summary)
     measured = (f"held-out MLM accuracy {result.mlm_accuracy_before:.4f} -> {result.mlm_accuracy_after:.4f}"
                 if config.objective == "mlm" else "")

@@ -10,7 +10,7 @@ each question's windows.
 
 Data: `data=("train.json", "dev.json")` (SQuAD v1.1 JSON; one file trains
 and evaluates on the same questions), `tfds=True` (`squad/v1.1`, downloads),
-or nothing: the 5-question real SQuAD fixture (`tf_rpp.squad.fixture`), which
+or nothing: the 5-question real SQuAD fixture (`tf_rpp.data.squad.fixture`), which
 only shows that the pipeline learns.
 
 Example:
@@ -32,13 +32,10 @@ import keras
 from tf_rpp import models
 from tf_rpp import question_answering as qa
 from tf_rpp import saving
-from tf_rpp import squad
-from tf_rpp.files import atomic_write
-from tf_rpp.pipeline.finetuning import FinetuneResult
-from tf_rpp.pipeline.finetuning import build_optimizer
-from tf_rpp.pipeline.finetuning import check_mask_held
-from tf_rpp.pipeline.finetuning import write_models
-from tf_rpp.pipeline.finetuning import write_results
+from tf_rpp.data import squad
+from tf_rpp._files import atomic_write
+from tf_rpp.pipeline import _runs
+from tf_rpp.pipeline.configs import FinetuneResult
 
 
 def examples(config):
@@ -91,7 +88,7 @@ def finetune_squad(config):
     dev_windows = qa.windows(dev_examples, tokenizer, config.sequence_length)
     train = (qa.to_dataset(train_windows, model).shuffle(len(train_windows), seed=config.seed).repeat()
              .batch(config.batch_size, drop_remainder=True).prefetch(8))
-    optimizer, callbacks, mask = build_optimizer(config, model)
+    optimizer, callbacks, mask = _runs.build_optimizer(config, model)
     print(f"fine-tuning squad for {config.steps} steps on {len(train_examples):,} questions "
           f"({len(train_windows):,} windows of {config.sequence_length} tokens)")
     with models.pooler_frozen(model.backbone):  # the span head reads tokens, never the pooled output
@@ -112,16 +109,16 @@ def finetune_squad(config):
                             preset=str(config.init_model or config.preset), mask=config.mask, steps=config.steps,
                             learning_rate=config.learning_rate)
     if mask is not None:
-        check_mask_held(result, mask, model)
+        _runs.check_mask_held(result, mask, model)
     for field in ("structured", "sparsity", "rewind"):
         setattr(result, field, getattr(config, field))
     if config.structured is not None:
         result.removed_groups = optimizer.removed_groups()
     atomic_write(os.path.join(config.out, "predictions.json"), json.dumps(answers, indent=1).encode())
     # Start/end logits over the tokens; the tokenizer goes beside the .tflite as JSON.
-    write_models(config, model, result, tokenizer=tokenizer, metadata=False, scores="logits")
+    _runs.write_models(config, model, result, tokenizer=tokenizer, metadata=False, scores="logits")
     result.wall_time_s = time.time() - started
-    write_results(config, result)
+    _runs.write_report(config.out, "results.json", config, result)
     print(f"exact match {metrics['exact_match']:.2f}, F1 {metrics['f1']:.2f} on {questions:,} questions; "
           f"wrote {config.out}/results.json")
     return result

@@ -4,10 +4,11 @@ TensorFlow prints C++ log lines while it loads (CUDA probing on machines
 without a GPU, oneDNN and CPU-instruction notices, `cuInit` errors) that users
 read as faults. Some of them (`Could not find cuda drivers`) are written by
 absl before TensorFlow's own log level applies, so `TF_CPP_MIN_LOG_LEVEL`
-alone cannot stop them. The `tf-rpp` command and the scripts in `recipes/` and
-`bench/` therefore load TensorFlow once with the native stderr muted and the
-log level at 3; a library import (`import tf_rpp` in your code) changes
-nothing. `--tf-logs` (or `TF_CPP_MIN_LOG_LEVEL=0`) brings them back.
+alone cannot stop them. The `tf-rpp` command, and any script run with
+`TF_RPP_QUIET=1` in its environment, therefore load TensorFlow once with the
+native stderr muted and the log level at 3; a plain library import (`import
+tf_rpp` in your code) changes nothing. `--tf-logs` (or `TF_CPP_MIN_LOG_LEVEL=0`)
+brings them back.
 
 Example:
 
@@ -22,8 +23,7 @@ import sys
 import contextlib
 
 COMMANDS = ("tf-rpp",)
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT_FOLDERS = tuple(os.path.join(_ROOT, name) for name in ("recipes", "bench"))
+QUIET_VARIABLE = "TF_RPP_QUIET"
 
 
 def wants_tf_logs():
@@ -89,18 +89,20 @@ def quiet_python_logging():
     tf.get_logger().setLevel("ERROR")
 
 
-def running_as_command(argv=None):
-    """True when this process is the installed `tf-rpp` command or a script of `recipes/` or `bench/`.
+def running_as_command(argv=None, environ=None):
+    """True when this process is the installed `tf-rpp` command, or has `TF_RPP_QUIET=1` set.
 
     Example:
 
-    >>> running_as_command(["/usr/bin/tf-rpp", "prune"])
+    >>> running_as_command(["/usr/bin/tf-rpp", "prune"], environ={})
     True
-    >>> running_as_command(["python", "-c"])
+    >>> running_as_command(["python", "-c"], environ={})
     False
+    >>> running_as_command(["python", "recipes/main.py"], environ={"TF_RPP_QUIET": "1"})
+    True
     """
     argv = sys.argv if argv is None else argv
-    if not argv or not argv[0]:
-        return False
-    script = os.path.abspath(argv[0])
-    return os.path.basename(argv[0]) in COMMANDS or os.path.dirname(script) in SCRIPT_FOLDERS
+    environ = os.environ if environ is None else environ
+    if environ.get(QUIET_VARIABLE, "") not in ("", "0"):
+        return True
+    return bool(argv and argv[0]) and os.path.basename(argv[0]) in COMMANDS

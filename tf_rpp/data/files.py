@@ -24,7 +24,7 @@ import dataclasses
 import json
 import os
 
-from tf_rpp.tasks import TaskSpec
+from tf_rpp.data.tasks import TaskSpec
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 _TRAIN_NAMES = ("train",)
@@ -198,3 +198,23 @@ def _label_names(values):
         return tuple(sorted(names, key=int))
     except ValueError:
         return tuple(names)
+
+
+def text_lines(path):
+    """The non-empty lines of a UTF-8 text file (a corpus: one text per line).
+
+    Raises:
+        ValueError: the file is not UTF-8 or has no text.
+
+    Example:
+
+    >>> texts = text_lines("corpus.txt")  # doctest: +SKIP
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            texts = [line.strip() for line in f if line.strip()]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); convert it first.") from None
+    if not texts:
+        raise ValueError(f"{path} has no text.")
+    return texts

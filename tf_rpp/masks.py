@@ -1,10 +1,22 @@
-"""Sparsity masks: the product of pruning, carried from pre-training to fine-tuning.
+"""Sparsity masks and counting zeros: the product of pruning, carried from pre-training to fine-tuning.
 
 A `SparsityMask` maps weight keys (paths relative to the backbone, see
 `tf_rpp.selection`) to boolean arrays, True where the weight is kept. It is
 extracted from a pruned model, computed from magnitudes (the hardening step),
 saved as `.npz` without pickle, loaded with checks, and applied to any model
 with the same weights. During training `MaskedOptimizer` enforces it.
+
+`total_zeros`, `zero_count`, `total_sparsity` and `layer_sparsity` are the one
+place tf_rpp measures sparsity: exact zeros, counted where the tensor lives.
+
+Example:
+
+>>> import numpy as np
+>>> mask = SparsityMask({"w": np.array([True, False, False, True])})
+>>> mask.sparsity
+0.5
+>>> total_sparsity({"a": zero_count(np.array([0.0, 1.0])), "b": zero_count(np.zeros(2))})
+0.75
 """
 
 import datetime
@@ -15,9 +27,10 @@ import os
 import zipfile
 
 import numpy as np
+import tensorflow as tf
 
 from tf_rpp import selection
-from tf_rpp.files import atomic_write
+from tf_rpp._files import atomic_write
 
 _FORMAT = "tf_rpp.SparsityMask/1"
 _METADATA_KEY = "__metadata__"
@@ -375,3 +388,55 @@ def _creation_metadata(method, model, extra):
         info["model"] = model.name
     info.update(extra)
     return info
+
+
+# Counting zeros ---------------------------------------------------------------
+
+
+def total_zeros(tensor):
+    """Number of entries of `tensor` equal to 0.0, as a Python int.
+
+    Counted where the tensor lives (one pass, no host copy of the weight).
+
+    Example:
+
+    >>> import numpy as np
+    >>> total_zeros(np.array([0.0, 1.0, 0.0]))
+    2
+    """
+    return int(tf.size(tensor)) - int(tf.math.count_nonzero(tensor))
+
+
+def zero_count(tensor):
+    """`(zeros, size)` of a tensor.
+
+    Example:
+
+    >>> import numpy as np
+    >>> zero_count(np.array([[0.0, 3.0], [0.0, 0.0]]))
+    (3, 4)
+    """
+    return total_zeros(tensor), int(np.prod(np.shape(tensor)))
+
+
+def total_sparsity(zero_counts):
+    """Fraction of zeros over all weights of a dict of `(zeros, size)` (0.0 when empty).
+
+    Example:
+
+    >>> total_sparsity({"a": (1, 4), "b": (3, 4)})
+    0.5
+    """
+    zeros = sum(z for z, _ in zero_counts.values())
+    return zeros / max(sum(n for _, n in zero_counts.values()), 1)
+
+
+def layer_sparsity(zero_counts):
+    """Fraction of zeros of each weight of a dict of `(zeros, size)`.
+
+    Example:
+
+    >>> layer_sparsity({"a": (1, 4), "b": (0, 0)})
+    {'a': 0.25, 'b': 0.0}
+    """
+    return {key: zeros / max(size, 1) for key, (zeros, size) in zero_counts.items()}

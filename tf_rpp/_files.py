@@ -24,10 +24,18 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        if os.path.exists(tmp):
+            os.chmod(tmp, _normal_mode())  # mkstemp makes 0600; a written file gets the user's usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _normal_mode():
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write(path, data):

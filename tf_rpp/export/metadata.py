@@ -19,7 +19,7 @@ with the WordPiece vocabulary, and the label names of the output scores.
   probabilities or logits, for `tf_rpp_lite`).
 
 It is written with the metadata schema's flatc-generated Python
-(`tf_rpp.metadata_schema_py_generated`, copied from the mediapipe 0.10.21
+(`tf_rpp.export._metadata_schema`, copied from the mediapipe 0.10.21
 wheel) and the TFLite model schema that `ai-edge-litert` ships, not with
 MediaPipe's metadata writer: mediapipe pins `numpy<2` and `protobuf<5`, which
 TensorFlow 2.21 cannot share an environment with, and mediapipe 1.2.2's writer
@@ -28,7 +28,7 @@ fails to import.
 Example:
 
 ```python
-tf_rpp.metadata.write_classifier_metadata(
+tf_rpp.export.metadata.write_classifier_metadata(
     "model.tflite", vocabulary=tokenizer.get_vocabulary(), labels=["negative", "positive"],
     tokenizer_settings={"lowercase": True}, scores="probabilities")
 tf_rpp_lite.packed_files("model.tflite")["labels.txt"]   # b"negative\\npositive"
@@ -42,9 +42,9 @@ import zipfile
 
 import flatbuffers
 
-from tf_rpp import metadata_schema_py_generated as fb
-from tf_rpp.files import atomic_write
-from tf_rpp_lite.runner import EMBEDDED_FORMAT
+from tf_rpp.export import _metadata_schema as fb
+from tf_rpp._files import atomic_write
+from tf_rpp_lite.formats import EMBEDDED_FORMAT
 
 METADATA_NAME = b"TFLITE_METADATA"
 MIN_PARSER_VERSION = "1.1.0"

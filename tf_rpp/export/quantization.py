@@ -21,15 +21,16 @@ float, so the file's output is float32 probabilities that MediaPipe Tasks and
 Example:
 
 ```python
-recipe = tf_rpp.quantization.recipe("a16w8", output_names=["StatefulPartitionedCall_1:0"])
-tf_rpp.quantization.quantize_tflite("float.tflite", "a16w8.tflite", recipe, calibration_inputs)
+recipe = tf_rpp.export.quantization.recipe("a16w8", output_names=["StatefulPartitionedCall_1:0"])
+tf_rpp.export.quantization.quantize_tflite("float.tflite", "a16w8.tflite", recipe, calibration_inputs)
 ```
 """
 
 import copy
 import re
 
-from tf_rpp.files import atomic_write
+from tf_rpp._files import atomic_write
+from tf_rpp._optional import require
 
 SCHEMES = ("a16w8", "int8")
 # Ops each scheme keeps in float (selective quantization), chosen on MiniLM with
@@ -129,7 +130,7 @@ def quantize_tflite(float_path, path, rules, calibration_inputs, signature="serv
     quantize_tflite("float.tflite", "a16w8.tflite", recipe("a16w8", output_names("float.tflite")), inputs)
     ```
     """
-    from ai_edge_quantizer import quantizer
+    quantizer = require("ai_edge_quantizer.quantizer", "quantize")
 
     calibration_inputs = list(calibration_inputs)
     if not calibration_inputs:

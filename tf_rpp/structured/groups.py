@@ -11,7 +11,7 @@ A group is everything one unit of a keras-hub BERT encoder layer owns:
 A head whose output rows are zero adds nothing to the layer, whatever its query,
 key, value or biases hold, and likewise a neuron whose output row is zero; so a
 model whose removed groups are zero computes exactly what the model without them
-computes (`tf_rpp.shrink` builds that smaller model).
+computes (`tf_rpp.structured.shrink` builds that smaller model).
 
 Example:
 
@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from tf_rpp import selection
-from tf_rpp.mask import SparsityMask
+from tf_rpp.masks import SparsityMask
 
 KINDS = ("heads", "neurons")
 

@@ -3,7 +3,7 @@
 The exported graph takes token ids (`token_ids`, `segment_ids`,
 `padding_mask`, int32, shape `[batch, sequence_length]`) and returns class
 probabilities (a softmax in the graph; `scores="logits"` leaves it out).
-By default the file carries TFLite metadata (`tf_rpp.metadata`): the input
+By default the file carries TFLite metadata (`tf_rpp.export.metadata`): the input
 roles, the WordPiece vocabulary and the label names, so MediaPipe Tasks'
 `TextClassifier` and `tf_rpp_lite` run the one file as is. With
 `metadata=False` the tokenizer goes to a JSON file beside it instead.
@@ -26,12 +26,12 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from tf_rpp import metadata as metadata_lib
-from tf_rpp.files import atomic_path
-from tf_rpp.files import atomic_write
-from tf_rpp_lite.runner import TOKENIZER_FORMAT
+from tf_rpp.export import metadata as metadata_lib
+from tf_rpp._files import atomic_path
+from tf_rpp._files import atomic_write
+from tf_rpp_lite.formats import INPUT_NAMES
+from tf_rpp_lite.formats import TOKENIZER_FORMAT
 
-INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
 
 def tokenizer_path(model_path):
@@ -39,7 +39,7 @@ def tokenizer_path(model_path):
     return os.path.splitext(os.fspath(model_path))[0] + ".tokenizer.json"
 
 
-def write_tokenizer(tokenizer, path, labels=None):
+def write_tokenizer(tokenizer, path, labels=None, scores="probabilities"):
     """Writes a keras-hub WordPiece tokenizer's settings and vocabulary as JSON.
 
     `tf_rpp_lite` reads it to go from raw text to token ids without TensorFlow.
@@ -54,6 +54,7 @@ def write_tokenizer(tokenizer, path, labels=None):
         "format": TOKENIZER_FORMAT,
         **tokenizer_settings(tokenizer),
         "labels": list(labels) if labels else None,
+        "scores": scores,
         "vocabulary": list(tokenizer.get_vocabulary()),
     }
     atomic_write(path, json.dumps(config, ensure_ascii=False).encode("utf-8"))
@@ -162,7 +163,7 @@ def with_probabilities(model, sequence_length, batch_size=None):
                        name=f"{model.name}_probabilities")
 
 
-def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, batch_size=1, tokenizer=None,
+def export_tflite(model, path, sequence_length=128, sparse=False, quantize=None, batch_size=1, tokenizer=None,
                   labels=None, representative_data=None, metadata=True, scores="probabilities"):
     """Converts a keras-hub text classifier (or any Keras model) to `.tflite`.
 
@@ -175,19 +176,21 @@ def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, 
             `metadata=False`).
         path: where to write the `.tflite`; written atomically.
         sequence_length: the fixed input length.
-        sparse: let the converter store sparse weights in a sparse encoding
-            (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`; it only considers
-            rank-2 fully-connected and rank-4 conv weights, which is what
-            keras-hub's attention kernels become after conversion).
+        sparse: float32 only: store pruned kernels in TFLite's sparse
+            encoding (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`). A smaller
+            file; the weights are densified when the interpreter is prepared
+            (same speed), except at very high sparsity, where TFLite picks its
+            sparse kernel (slower on CPU: docs/phone.md). Off by default.
+            Refused with `quantize`: sparse int8 weights do not load in
+            LiteRT's default interpreter (XNNPACK) nor in MediaPipe.
         quantize: None (float32); `"dynamic"`: int8 weights, float
             activations; `"float16"`: float16 weights. Full integer, calibrated
-            on `representative_data` (`tf_rpp.quantization`, ai-edge-quantizer):
+            on `representative_data` (`tf_rpp.export.quantization`, ai-edge-quantizer):
             `"a16w8"`: int16 activations, int8 weights; `"int8"`: int8
             activations and weights, with the recipe's selective float ops. Both
             keep float32 outputs and int32 inputs, and the dense weight
-            encoding (`sparse` does not apply). `"int8-converter"`: the TFLite
-            converter's own full-integer mode (float fallback for ops without
-            an int8 kernel; keeps the sparse encoding).
+            encoding. `"int8-converter"`: the TFLite converter's own
+            full-integer mode (float fallback for ops without an int8 kernel).
         batch_size: the fixed batch size of the exported signature.
         tokenizer: the keras-hub tokenizer whose vocabulary the file carries
             (default: the model's preprocessor's, if it has one).
@@ -218,6 +221,10 @@ def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, 
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}; received {quantize!r}.")
+    if sparse and quantize is not None:
+        raise ValueError(f"sparse=True applies to float32 only: with quantize={quantize!r} the sparse encoding does "
+                         "not load in LiteRT's default interpreter (XNNPACK) nor in MediaPipe. Drop sparse, or "
+                         "export float32 with sparse=True.")
     if scores not in metadata_lib.SCORES:
         raise ValueError(f"`scores` must be one of {metadata_lib.SCORES}; received {scores!r}.")
     preprocessor = getattr(model, "preprocessor", None)
@@ -234,7 +241,7 @@ def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, 
         batches = _calibration_inputs(quantize, representative_data, tokenizer, sequence_length, batch_size)
     path = os.fspath(path)
     if quantize in ("int8", "a16w8"):
-        from tf_rpp import quantization
+        from tf_rpp.export import quantization
 
         with tempfile.TemporaryDirectory() as folder:
             float_path = os.path.join(folder, "float.tflite")
@@ -244,7 +251,7 @@ def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, 
             with atomic_path(path) as tmp:
                 quantization.quantize_tflite(float_path, tmp, rules, batches)
                 _finish(tmp, tokenizer, labels, metadata, scores)
-        _finish_sidecar(path, tokenizer, labels, metadata)
+        _finish_sidecar(path, tokenizer, labels, metadata, scores)
         return os.path.getsize(path)
     optimizations = []
     if sparse:
@@ -265,7 +272,7 @@ def export_tflite(model, path, sequence_length=128, sparse=True, quantize=None, 
         exported.export(tmp, format="litert", input_signature=signature, verbose=False,
                         optimizations=optimizations, target_spec=target_spec, **converter_settings)
         _finish(tmp, tokenizer, labels, metadata, scores)
-    _finish_sidecar(path, tokenizer, labels, metadata)
+    _finish_sidecar(path, tokenizer, labels, metadata, scores)
     return os.path.getsize(path)
 
 
@@ -289,6 +296,6 @@ def _finish(tmp, tokenizer, labels, metadata, scores):
                                                tokenizer_settings(tokenizer), scores=scores)
 
 
-def _finish_sidecar(path, tokenizer, labels, metadata):
+def _finish_sidecar(path, tokenizer, labels, metadata, scores):
     if tokenizer is not None and not metadata:
-        write_tokenizer(tokenizer, tokenizer_path(path), labels)
+        write_tokenizer(tokenizer, tokenizer_path(path), labels, scores)

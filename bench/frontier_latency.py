@@ -20,13 +20,14 @@ import statistics
 import sys
 import time
 
+from frontier import STEPS
+from frontier import runs_folder
+from tflite_size_latency import TEXT
 from tflite_size_latency import latency_ms
 
 from tf_rpp._files import atomic_write
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-# The text every frontier latency is timed on (`bench/frontier.py` imports it).
-TEXT = "a gripping, beautifully acted film that never lets go of its audience ."
 
 
 def main(argv=None):
@@ -42,7 +43,6 @@ def main(argv=None):
     p.add_argument("--name", default=None, help="results file name under bench/results (default: from --steps, "
                    "frontier_latency or frontier_latency_<steps>)")
     args = p.parse_args(argv)
-    from frontier import STEPS, runs_folder  # here: bench/frontier.py imports TEXT from this module
     steps = STEPS if args.steps is None else args.steps
     args.runs_dir = args.runs_dir or os.path.join(ROOT, runs_folder(steps))
     args.name = args.name or ("frontier_latency" if steps == STEPS else f"frontier_latency_{steps}")

@@ -95,6 +95,10 @@ def sparse_tensors(path):
     return sparse, ops
 
 
+# The text every frontier latency is timed on (bench/frontier.py, bench/frontier_latency.py).
+TEXT = "a gripping, beautifully acted film that never lets go of its audience ."
+
+
 def latency_ms(path, text, threads, runs):
     """Median `invoke()` time of `path` on one packed text, and the runtime that ran it."""
     runner = tf_rpp_lite.TFLiteClassifier(path, num_threads=threads)

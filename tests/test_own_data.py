@@ -141,3 +141,30 @@ def test_finetunes_a_regression_file(small_preset, tmp_path):
     # No labels, so no TFLite metadata: the tokenizer file beside it, and a rating out.
     lite = tf_rpp_lite.TFLiteClassifier(result.tflite_path)
     assert lite.scores_kind == "logits" and lite.scores(["a fine film"]).shape == (1, 1)
+
+
+def test_compress_runs_the_whole_recipe_on_a_folder_and_resumes(snli_folder, small_preset, tmp_path, capsys):
+    """One call: dense, upstream RPP, pruned distilling the dense model, phone files, the table; again: reused."""
+    settings = dict(data=(str(snli_folder),), text_columns=("premise", "hypothesis"), label_column="gold",
+                    preset=small_preset, out=str(tmp_path / "c"), sparsity=0.5, sequence_length=32, steps=8,
+                    batch_size=16, pruned_steps=8, pruned_batch_size=16, prune_steps=10, prune_sequence_length=16,
+                    verbose=0)
+    result = pipeline.compress(**settings)
+    assert result.pruned.mask_held and result.sparsity == pytest.approx(0.5, abs=1e-3)
+    assert result.prune.sparsity_before_hardening is not None
+    assert result.dense.label_names == sorted(data.SNLI_LABELS) == result.pruned.label_names
+    assert result.points_lost == pytest.approx(100 * (result.dense.metrics["accuracy"]
+                                                      - result.pruned.metrics["accuracy"]))
+    assert set(result.files) == {"float32", "dynamic int8"}
+    dynamic = result.files["dynamic int8"][1]
+    assert dynamic["bytes"] < result.files["float32"][1]["bytes"] and dynamic["latency_ms"] > 0
+    lite = tf_rpp_lite.TFLiteClassifier(dynamic["path"])
+    assert lite.labels == sorted(data.SNLI_LABELS)
+    table = capsys.readouterr().out
+    assert "points lost" in table and "dynamic int8" in table and "of which the pruning steps made" in table
+    with open(tmp_path / "c" / "summary.json", encoding="utf-8") as f:
+        assert json.load(f)["points_lost"] == pytest.approx(result.points_lost)
+    again = pipeline.compress(**settings)  # every stage finished: reused, the same result
+    assert again.pruned.metrics == result.pruned.metrics and again.files.keys() == result.files.keys()
+    with pytest.raises(ValueError, match="sparsity"):
+        pipeline.compress(**dict(settings, sparsity=1.5))

@@ -184,6 +184,9 @@ class RPPCallback(keras.callbacks.Callback):
         self._measure(step, target)
 
     def on_epoch_end(self, epoch, logs=None):
+        optimizer = self.optimizer
+        if optimizer.frozen or self.schedule is None:  # between pruning steps, measure once an epoch
+            self._measure(int(optimizer.iterations.numpy()), self._last.get("target_sparsity"))
         if logs is not None:
             logs.update(self._last)
 
@@ -216,6 +219,8 @@ class RPPCallback(keras.callbacks.Callback):
         if target is not None:
             self._last["target_sparsity"] = float(target)
         pruning_logs = optimizer.pruning_logs()
+        if optimizer.sparsity_before_hardening is not None:
+            pruning_logs["sparsity_before_hardening"] = optimizer.sparsity_before_hardening
         self._last.update(pruning_logs)
         if self._writer is not None:
             with self._writer.as_default(step=step):

@@ -3,10 +3,12 @@
 `RPPCallback` reads the tfmot schedule and, on its pruning steps, hands the
 optimizer a `Steering` request; the optimizer answers with its own rule:
 
-- `RPPOptimizer` (unstructured): `LambdaController` adapts lambda
-  multiplicatively from the measured exact-zero fraction, remembering its last
-  `Measurement` in the optimizer's variables (so a resumed run steers exactly
-  like an unbroken one);
+- `RPPOptimizer` (unstructured): `planned_strength` sets lambda so the
+  proximal steps until the next pruning step zero the weights up to the next
+  target, and `LambdaController` corrects that plan multiplicatively from the
+  measured exact-zero fraction (what the plan cannot see: the gradients that
+  hold weights up), remembering its last `Measurement` in the optimizer's
+  variables (so a resumed run steers exactly like an unbroken one);
 - `GroupRPPOptimizer` (heads, neurons): `planned_group_strength` sets each
   kind's lambda so the proximal steps erase the weakest groups up to the next
   target;
@@ -135,6 +137,35 @@ def planned_group_strength(norms, next_target, learning_rate_mass, scale, group_
     # kept twice that (as l1_strength = 2*epsilon does for single weights).
     hold = 2.0 * group_epsilon * math.sqrt(weights_per_group)
     return max(erase, hold) / scale
+
+
+def planned_strength(distances, next_target, learning_rate_mass, floor=0.0):
+    """The unstructured lambda whose proximal steps zero the weights up to `next_target` within the horizon.
+
+    With reweighting, a weight shrinks by `lr_t * lambda * gamma` a step, so
+    over steps whose learning rates sum to `learning_rate_mass` it reaches zero
+    when `|w| / gamma < learning_rate_mass * lambda` (with `gamma = 1 / (|w| +
+    epsilon)`, `|w| (|w| + epsilon) < learning_rate_mass * lambda`). Lambda is
+    that distance's `next_target` quantile over the mass, so the smallest
+    weights go first and the exact zeros reach the target by the proximal
+    steps themselves; zeros count as distance 0.
+
+    Args:
+        distances: `|w| / gamma` of every pruned weight (any shape; flattened).
+        next_target: the fraction of weights to be zero at the next pruning step.
+        learning_rate_mass: the sum of the learning rates until then (> 0).
+        floor: the smallest lambda returned (the one that keeps zeros at zero).
+
+    Example:
+
+    >>> round(planned_strength([0.0, 1e-6, 4e-6, 9e-6], next_target=0.5, learning_rate_mass=1e-3), 6)
+    0.001
+    """
+    distances = np.ravel(np.asarray(distances, np.float32))
+    if distances.size == 0 or next_target <= 0:
+        return floor
+    k = min(distances.size - 1, max(0, int(math.ceil(next_target * distances.size)) - 1))
+    return max(float(np.partition(distances, k)[k]) / learning_rate_mass, floor)
 
 
 def learning_rate_mass(optimizer, step, horizon):

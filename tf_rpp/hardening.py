@@ -32,7 +32,9 @@ def harden(optimizer, target, scope="global", metadata=None):
 
     Example: see the module docstring.
     """
-    mask = optimizer.final_mask(target, scope, **(metadata or {}))
+    before = optimizer.sparsity()
+    optimizer.sparsity_before_hardening_variable.assign(before)
+    mask = optimizer.final_mask(target, scope, sparsity_before_hardening=before, **(metadata or {}))
     optimizer.set_mask(mask, freeze=True)
     return mask
 

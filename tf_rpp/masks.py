@@ -26,6 +26,7 @@ import json
 import os
 import zipfile
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -404,7 +405,10 @@ def total_zeros(tensor):
     >>> total_zeros(np.array([0.0, 1.0, 0.0]))
     2
     """
-    return int(tf.size(tensor)) - int(tf.math.count_nonzero(tensor))
+    if keras.backend.backend() == "tensorflow" or isinstance(tensor, (tf.Tensor, tf.Variable)):
+        return int(tf.size(tensor)) - int(tf.math.count_nonzero(tensor))
+    values = keras.ops.convert_to_tensor(tensor)
+    return int(np.prod(keras.ops.shape(values))) - int(keras.ops.count_nonzero(values))
 
 
 def zero_count(tensor):

@@ -83,7 +83,8 @@ def apply_mask(x, mask):
     >>> np.asarray(apply_mask(np.array([1.0, 2.0]), np.array([True, False])))
     array([1., 0.])
     """
-    return ops.where(mask, x, ops.zeros_like(x))
+    x = ops.convert_to_tensor(x)  # a variable too, on every backend
+    return ops.where(ops.convert_to_tensor(mask), x, ops.zeros_like(x))
 
 
 def sparsity(x):

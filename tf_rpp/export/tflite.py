@@ -174,7 +174,10 @@ def export_tflite(model, path, sequence_length=128, sparse=False, quantize=None,
             model taking them, or any other Keras model with fixed input
             shapes apart from the batch (exported with its own inputs;
             `metadata=False`).
-        path: where to write the `.tflite`; written atomically.
+        path: where to write the `.tflite`; written atomically. On the JAX
+            and PyTorch backends the model travels through a `.keras` file to
+            a TensorFlow process that converts it (TensorFlow is installed with
+            tf_rpp), so the file is the same whatever backend trained it.
         sequence_length: the fixed input length.
         sparse: float32 only: store pruned kernels in TFLite's sparse
             encoding (`tf.lite.Optimize.EXPERIMENTAL_SPARSITY`). A smaller
@@ -227,6 +230,9 @@ def export_tflite(model, path, sequence_length=128, sparse=False, quantize=None,
                          "export float32 with sparse=True.")
     if scores not in metadata_lib.SCORES:
         raise ValueError(f"`scores` must be one of {metadata_lib.SCORES}; received {scores!r}.")
+    if keras.backend.backend() != "tensorflow":
+        return _export_in_tensorflow(model, path, sequence_length, sparse, quantize, batch_size, tokenizer, labels,
+                                     representative_data, metadata, scores)
     preprocessor = getattr(model, "preprocessor", None)
     tokenizer = tokenizer or getattr(preprocessor, "tokenizer", None)
     if metadata and input_names(model) != INPUT_NAMES:
@@ -273,6 +279,36 @@ def export_tflite(model, path, sequence_length=128, sparse=False, quantize=None,
                         optimizations=optimizations, target_spec=target_spec, **converter_settings)
         _finish(tmp, tokenizer, labels, metadata, scores)
     _finish_sidecar(path, tokenizer, labels, metadata, scores)
+    return os.path.getsize(path)
+
+
+def _export_in_tensorflow(model, path, sequence_length, sparse, quantize, batch_size, tokenizer, labels,
+                          representative_data, metadata, scores):
+    """On JAX or PyTorch: the model goes through a `.keras` file to a TensorFlow process, which converts it."""
+    import subprocess
+    import sys
+
+    if tokenizer is not None and tokenizer is not getattr(getattr(model, "preprocessor", None), "tokenizer", None):
+        raise ValueError(f"On the {keras.backend.backend()} backend the exported vocabulary is the model's "
+                         "preprocessor's; pass a model whose preprocessor holds the tokenizer instead of tokenizer=.")
+    if representative_data is not None and not all(isinstance(t, str) for t in representative_data):
+        raise ValueError(f"On the {keras.backend.backend()} backend representative_data must be raw texts.")
+    with tempfile.TemporaryDirectory() as folder:
+        model_path = os.path.join(folder, "model.keras")
+        model.save(model_path)
+        settings = {"path": os.fspath(path), "sequence_length": sequence_length, "sparse": sparse,
+                    "quantize": quantize, "batch_size": batch_size, "labels": list(labels) if labels else None,
+                    "representative_data": list(representative_data) if representative_data else None,
+                    "metadata": metadata, "scores": scores}
+        settings_path = os.path.join(folder, "settings.json")
+        with open(settings_path, "w", encoding="utf-8") as f:
+            json.dump(settings, f)
+        code = ("import json, sys, tf_rpp; from tf_rpp import export; s = json.load(open(sys.argv[2])); "
+                "p = s.pop('path'); export.export_tflite(tf_rpp.load_model(sys.argv[1], compile=False), p, **s)")
+        done = subprocess.run([sys.executable, "-c", code, model_path, settings_path], capture_output=True,
+                              text=True, env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+        if done.returncode != 0:
+            raise RuntimeError(f"Exporting through TensorFlow failed: {done.stderr.strip()[-1500:]}")
     return os.path.getsize(path)
 
 

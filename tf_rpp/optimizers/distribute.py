@@ -15,6 +15,17 @@ import keras
 import tensorflow as tf
 
 
+def on_tensorflow():
+    """Whether Keras runs on TensorFlow (`tf.distribute` and the TensorFlow fast paths apply).
+
+    Example:
+
+    >>> on_tensorflow() in (True, False)
+    True
+    """
+    return keras.backend.backend() == "tensorflow"
+
+
 def tf_variable(variable):
     """The `tf.Variable` behind a `keras.Variable` (a `tf.Variable` passes through)."""
     return variable.value if isinstance(variable, keras.Variable) else variable

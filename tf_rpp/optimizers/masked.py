@@ -162,6 +162,12 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
             shape=(), dtype="bool", name="frozen",
             initializer=keras.initializers.Constant(self._initial_mask is not None),
         )
+        # The exact-zero fraction the training steps made before the mask was hardened (-1: not hardened
+        # by a schedule); kept here so a resumed run still reports it.
+        self.sparsity_before_hardening_variable = self.add_variable(
+            shape=(), dtype="float32", name="sparsity_before_hardening",
+            initializer=keras.initializers.Constant(-1.0),
+        )
         self._mask_variables = [self._add_mask_variable(v) for v in self._pruned_variables]
         if self._initial_mask is not None:
             # The first forward pass must already see the pruned model.
@@ -179,12 +185,13 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
             initializer = lambda shape, dtype=None: initial  # noqa: E731
         else:
             initializer = "ones"
+        settings = dict(shape=variable.shape, dtype="bool", initializer=initializer,
+                        name=f"{key.replace('/', '_')}_mask")
+        if not distribute.on_tensorflow():
+            return self.add_variable(**settings)
         strategy = self._distribution_strategy
         with strategy.extended.colocate_vars_with(distribute.tf_variable(variable)):
-            return self.add_variable(
-                shape=variable.shape, dtype="bool", initializer=initializer,
-                name=f"{key.replace('/', '_')}_mask",
-            )
+            return self.add_variable(**settings)
 
     def _build_pruning_state(self, variables):
         """Hook for subclasses to add per-weight state."""
@@ -200,15 +207,14 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
             trainable_variables = self._trainable_variables
         trainable_variables = list(trainable_variables)
         # lr_t of this step: read before the inner step advances its schedule.
-        learning_rate = tf.cast(self.inner_optimizer.learning_rate, "float32")
-        densify = (
-            self._distribution_strategy.num_replicas_in_sync > 1
-            or tf.__internal__.get_enclosing_xla_context() is not None
-        )
-        grads = [
-            g if g is None else self._masked_gradient(gradients.exact_sparse_gradient(g, densify), v)
-            for g, v in zip(grads, trainable_variables)
-        ]
+        learning_rate = keras.ops.cast(self.inner_optimizer.learning_rate, "float32")
+        if distribute.on_tensorflow():  # only TensorFlow has sparse (IndexedSlices) gradients
+            densify = (
+                self._distribution_strategy.num_replicas_in_sync > 1
+                or tf.__internal__.get_enclosing_xla_context() is not None
+            )
+            grads = [g if g is None else gradients.exact_sparse_gradient(g, densify) for g in grads]
+        grads = [g if g is None else self._masked_gradient(g, v) for g, v in zip(grads, trainable_variables)]
         self.inner_optimizer.apply(grads, trainable_variables)
         self._after_inner_step(learning_rate)
 
@@ -239,6 +245,10 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
         optimizer.update_each_pruned(lambda w, m: w.assign(tf.where(m, w, 0.0)), mask_variables)
         ```
         """
+        if not distribute.on_tensorflow():  # JAX and PyTorch: Keras runs the step on each device itself
+            for i, variable in enumerate(self._pruned_variables):
+                update_fn(variable, *[state[i] for state in per_weight_state], *args)
+            return
         distribute.update_each(self._distribution_strategy, self._pruned_variables, update_fn, per_weight_state, args)
 
     def finalize_variable_values(self, var_list):
@@ -272,6 +282,24 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
     def frozen(self):
         """True once the mask is final: no more pruning, only enforcement."""
         return bool(self.frozen_variable.numpy()) if self.built else self._initial_mask is not None
+
+    @property
+    def sparsity_before_hardening(self):
+        """The exact-zero fraction the steps themselves made before a schedule hardened the mask (None before).
+
+        For RPP this is what the proximal steps chose; the rest of the final
+        sparsity was a magnitude cut at hardening.
+
+        Example:
+
+        ```python
+        optimizer.sparsity_before_hardening   # e.g. 0.598 with a final sparsity of 0.6
+        ```
+        """
+        if not self.built:
+            return None
+        value = float(self.sparsity_before_hardening_variable.numpy())
+        return None if value < 0 else value
 
     def get_mask(self):
         """The current mask as a `SparsityMask`.
@@ -310,7 +338,7 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
         mask.check_compatible(self._pruned_variables)
         for key, weight, mask_variable in zip(keys, self._pruned_variables, self._mask_variables):
             mask_variable.assign(mask[key])
-            weight.assign(tf.where(mask[key], weight.value, tf.zeros_like(weight.value)))
+            weight.assign(proximal.apply_mask(weight.value, mask[key]))
         if freeze:
             self.frozen_variable.assign(True)
 

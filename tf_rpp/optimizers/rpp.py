@@ -5,10 +5,12 @@ The unstructured step itself is `ReweightedL1`, a small composable piece that
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_rpp import controller
 from tf_rpp import proximal
+from tf_rpp.optimizers import distribute
 from tf_rpp.optimizers.masked import MaskedOptimizer
 from tf_rpp.optimizers.validation import check_epsilon
 from tf_rpp.optimizers.validation import check_period
@@ -64,6 +66,8 @@ class ReweightedL1:
 
     def apply(self, optimizer, learning_rate):
         """The step, after `optimizer`'s inner step; also applies the mask."""
+        if not distribute.on_tensorflow():
+            return self._apply_with_keras_ops(optimizer, learning_rate)
         active = tf.logical_not(tf.convert_to_tensor(optimizer.frozen_variable))
         # The inner step has advanced `iterations`: step k (0-based) reweights
         # when k % reweight_every == 0, so the very first step does.
@@ -87,6 +91,20 @@ class ReweightedL1:
         optimizer.update_each_pruned(
             update, self.gamma_variables, optimizer.mask_variables, args=(reweight_now, step_size)
         )
+
+    def _apply_with_keras_ops(self, optimizer, learning_rate):
+        # The same step in keras.ops for JAX and PyTorch: no branches around assignments (they are stateless
+        # there), so gamma is computed every step and kept only on reweighting steps.
+        ops = keras.ops
+        active = ops.logical_not(optimizer.frozen_variable.value)
+        step = ops.cast(optimizer.iterations.value, "int32") - 1
+        reweight_now = ops.logical_and(active, ops.equal(step % self.reweight_every, 0))
+        step_size = ops.where(active, learning_rate * ops.cast(self.strength_variable.value, "float32"), 0.0)
+        for weight, gamma, mask in zip(optimizer.pruned_variables, self.gamma_variables, optimizer.mask_variables):
+            new_gamma = ops.where(reweight_now, proximal.reweight(weight.value, self.epsilon), gamma.value)
+            gamma.assign(new_gamma)
+            weight.assign(proximal.apply_mask(proximal.reweighted_l1_prox(weight.value, new_gamma, step_size),
+                                              mask.value))
 
     def get_config(self):
         """The constructor arguments (the initial lambda)."""
@@ -168,6 +186,9 @@ class RPPOptimizer(MaskedOptimizer):
             shape=(), dtype="float32", name="controller_last_sparsity", initializer="zeros")
         self.last_target_variable = self.add_variable(
             shape=(), dtype="float32", name="controller_last_target", initializer="zeros")
+        # The feedback factor on the planned lambda (what the plan cannot see: gradients holding weights up).
+        self.correction_variable = self.add_variable(
+            shape=(), dtype="float32", name="controller_correction", initializer="ones")
 
     @property
     def initial_l1_strength(self):
@@ -204,18 +225,39 @@ class RPPOptimizer(MaskedOptimizer):
                                       float(self.last_target_variable.numpy()))
 
     def steer(self, steering):
-        """Adapts lambda so the exact-zero fraction tracks `steering.target` (`tf_rpp.controller`).
+        """Sets lambda so the proximal steps reach the schedule's next target (`tf_rpp.controller`).
+
+        With the learning rates until the next pruning step known
+        (`steering.learning_rate_mass`, as `RPPCallback` gives them), lambda is
+        planned: the proximal steps alone zero the smallest weights up to
+        `steering.next_target` (`controller.planned_strength`), times a
+        correction that the measured sparsity adapts (`LambdaController`).
+        Without them, lambda is only adapted from the measurement.
 
         Example:
 
         ```python
-        optimizer.steer(tf_rpp.controller.Steering(step=100, target=0.3))
-        optimizer.l1_strength   # raised if fewer than 30% of the weights are zero
+        optimizer.steer(tf_rpp.controller.Steering(step=100, target=0.3, next_target=0.35,
+                                                   learning_rate_mass=1e-3))
+        optimizer.l1_strength   # the lambda that zeroes 35% of the weights within those steps
         ```
         """
         sparsity = self.sparsity()
-        strength = steering.controller.next_strength(
-            self.l1_strength, sparsity, steering.target, self.last_measurement())
+        last = self.last_measurement()
+        if steering.learning_rate_mass > 0:
+            correction = float(self.correction_variable.numpy())
+            if last is not None:
+                factor = steering.controller.factor(sparsity, steering.target, last)
+                correction = min(max(correction * factor, 1.0 / 64), 64.0)
+            self.correction_variable.assign(correction)
+            distances = np.concatenate([
+                (np.abs(w.numpy()) / g.numpy()).ravel()
+                for w, g in zip(self.pruned_variables, self.l1.gamma_variables)])
+            planned = controller.planned_strength(distances, steering.next_target, steering.learning_rate_mass)
+            # Never below 1.5 epsilon: a zero's threshold lr * lambda / epsilon then exceeds an Adam-type step (lr).
+            strength = max(correction * planned, 1.5 * self.epsilon)
+        else:
+            strength = steering.controller.next_strength(self.l1_strength, sparsity, steering.target, last)
         self.steered_variable.assign(True)
         self.last_sparsity_variable.assign(sparsity)
         self.last_target_variable.assign(steering.target)

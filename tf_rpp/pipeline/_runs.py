@@ -36,6 +36,22 @@ from tf_rpp.structured import shrink
 NOT_LEARNED = ("out", "resume", "verbose", "strategy")
 
 
+def check_backend():
+    """Raises ValueError unless Keras runs on TensorFlow, which the pipeline's data and training steps need.
+
+    Example:
+
+    >>> check_backend()   # on the TensorFlow backend: nothing happens
+    """
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise ValueError(
+            f"tf_rpp.pipeline (and tf-rpp prune/finetune/compress) runs on Keras's TensorFlow backend; this "
+            f"process runs on {backend!r} (KERAS_BACKEND). Run it with KERAS_BACKEND=tensorflow, or use the "
+            f"Keras API on {backend}: tf_rpp.RPPOptimizer, MaskedOptimizer, GroupRPPOptimizer, RPPCallback, "
+            "tf_rpp.structured.shrink_classifier and tf_rpp.export.export_tflite work there.")
+
+
 def write_report(out, name, config, result):
     """Writes `out/name`: `result` and, under "args", the settings (what `reuse_finished` compares).
 

@@ -40,6 +40,7 @@ import numpy as np
 from tf_rpp import significance
 from tf_rpp._files import atomic_write
 from tf_rpp.data import tasks
+from tf_rpp.pipeline import _runs
 from tf_rpp.pipeline import finetuning
 from tf_rpp.pipeline import pruning
 from tf_rpp.pipeline.options import option
@@ -59,6 +60,8 @@ class CompressConfig:
     preset: str = option("minilm", "the dense encoder: 'minilm', a keras-hub preset or handle, or a folder")
     out: str = option("runs/compress", "output folder (one subfolder per stage)")
     sparsity: float = option(0.6, "sparsity of the encoder kernels the pruned model reaches")
+    method: str = option("rpp", "how the upstream mask is learned: rpp (reweighted proximal pruning) or magnitude "
+                         "(iterative magnitude pruning, NIP, on the same schedule)", choices=("rpp", "magnitude"))
     flow: str = option("upstream", "upstream: a universal mask learned on generic text, then fine-tuned with the "
                        "mask fixed (the paper's); downstream: prune the dense fine-tuned model on the task itself",
                        choices=("upstream", "downstream"))
@@ -139,6 +142,7 @@ def compress(config=None, **overrides):
     """
     config = dataclasses.replace(config or CompressConfig(), **overrides)
     config.check()
+    _runs.check_backend()
     started = time.time()
     data = dict(task=config.task, data=config.data, text_columns=config.text_columns,
                 label_column=config.label_column)
@@ -154,11 +158,12 @@ def compress(config=None, **overrides):
     prune = None
     if config.flow == "downstream":
         pruned = finetuning.finetune(common, out=os.path.join(config.out, "pruned"), init_model=dense.model_path,
-                                     sparsity=config.sparsity, method="rpp", **teacher)
+                                     sparsity=config.sparsity, method=config.method, **teacher)
         sparsity = pruned.mask_sparsity
     else:
         prune = pruning.prune(
             preset=config.preset, out=os.path.join(config.out, "prune"), target_sparsity=config.sparsity,
+            method=config.method,
             steps=config.prune_steps, warmup_steps=config.warmup_steps, objective=config.objective,
             sequence_length=config.prune_sequence_length, distill=config.prune_distill, rewind=config.prune_rewind,
             seed=config.seed, verbose=config.verbose, resume=True)
@@ -200,6 +205,8 @@ def table(result, task_name):
     dense, pruned, metric, interval = result.dense, result.pruned, result.metric, result.interval
     rows = [
         ("encoder-kernel sparsity", "0.00%", f"{result.sparsity:.2%}"),
+        *([("  of which the pruning steps made", "-", f"{result.prune.sparsity_before_hardening:.2%}")]
+          if result.prune is not None and result.prune.sparsity_before_hardening is not None else []),
         (f"{task_name} validation {metric}", f"{dense.metrics[metric]:.4f}", f"{pruned.metrics[metric]:.4f}"),
         ("points lost", "-", f"{result.points_lost:.2f}"),
         *([(f"  {interval['confidence']:.0%} interval, validation resampled", "-",

@@ -99,6 +99,10 @@ class PruneResult:
     pruned_weights: int
     masked_weights: int
     objective: str = "mlm"
+    # The exact-zero fraction RPP's proximal steps made before hardening cut the rest by magnitude.
+    sparsity_before_hardening: float = None
+    # Per epoch: the exact-zero fraction, the schedule's target and lambda (the callback's logs).
+    trace: dict = None
     mlm_accuracy_before: float = None
     mlm_accuracy_after: float = None
     mlm_accuracy_pretrained_head_untrained: float = None

@@ -70,6 +70,7 @@ def finetune(config=None, **overrides):
     """
     config = dataclasses.replace(config or FinetuneConfig(), **overrides)
     config.check()
+    _runs.check_backend()
     if config.resume:
         finished = _runs.reuse_finished(config, REPORT, FinetuneResult,
                                         paths=("model_path", "tflite_path", "predictions_path"))
@@ -80,11 +81,15 @@ def finetune(config=None, **overrides):
 
         return squad_finetuning.finetune_squad(config)
     spec, table = resolve_task(config)
-    teacher = _teacher(config, spec)
+    if config.teacher and spec.is_regression:
+        raise ValueError(f"--teacher distils class probabilities; {spec.name} is a regression task.")
     os.makedirs(config.out, exist_ok=True)
     started = time.time()
     keras.utils.set_random_seed(config.seed)
     train, dev = _datasets(config, spec, table)
+    # The teacher loads before the classifier is built: loading draws from the seeded generators, and this
+    # order keeps a seed's result what it was.
+    teacher = _teacher(config, spec)
     classifier = _classifier(config, spec)
     optimizer, mask = _train(config, spec, classifier, teacher, train)
     result = _evaluate(config, spec, classifier, dev, optimizer, mask)
@@ -125,8 +130,6 @@ def _teacher(config, spec):
     """The fine-tuned teacher to distil from (None without `--teacher`), checked against the task."""
     if not config.teacher:
         return None
-    if spec.is_regression:
-        raise ValueError(f"--teacher distils class probabilities; {spec.name} is a regression task.")
     teacher = saving.load_model(config.teacher, compile=False)
     outputs = int(teacher.output_shape[-1])
     if outputs != spec.num_classes:

@@ -105,6 +105,7 @@ def prune(config=None, **overrides):
     """
     config = dataclasses.replace(config or PruneConfig(), **overrides)
     config.check()
+    _runs.check_backend()
     if config.objective == "auto":
         config = dataclasses.replace(config, objective="mlm" if models.has_mlm_head(config.preset) else "distill")
         print(f"objective: {config.objective} (auto: the preset "
@@ -249,7 +250,9 @@ def _write(config, model, backbone, optimizer, history, accuracies, eval_batches
         out=config.out, mask_path=mask_path, preset_dir=preset_dir,
         sparsity=mask.sparsity, weight_sparsity=optimizer.sparsity(), layer_sparsity=mask.layer_sparsity(),
         pruned_weights=mask.num_pruned, masked_weights=mask.num_weights,
-        objective=config.objective,
+        objective=config.objective, sparsity_before_hardening=optimizer.sparsity_before_hardening,
+        trace={k: [float(v) for v in history.history[k]] for k in ("sparsity", "target_sparsity", "l1_strength")
+               if k in history.history},
         mlm_accuracy_before=accuracies.get("mlm_accuracy_before"),
         mlm_accuracy_after=mlm_accuracy(model, eval_batches) if config.objective == "mlm" else None,
         mlm_accuracy_pretrained_head_untrained=accuracies.get("mlm_accuracy_pretrained_head_untrained"),
@@ -264,5 +267,8 @@ def _write(config, model, backbone, optimizer, history, accuracies, eval_batches
                 if config.objective == "mlm" else "")
     if result.layer_error_after is not None:
         measured += ("; " if measured else "") + f"held-out layer error vs dense {result.layer_error_after:.4f}"
+    if result.sparsity_before_hardening is not None:
+        print(f"sparsity {result.sparsity_before_hardening:.4f} from the {config.method} steps, "
+              f"{mask.sparsity - result.sparsity_before_hardening:+.4f} at hardening (magnitude)")
     print(f"sparsity {mask.sparsity:.4f}; {measured}; wrote {mask_path}, {preset_dir}, report.json")
     return result

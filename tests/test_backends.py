@@ -1,0 +1,105 @@
+"""RPP, masks, structured pruning, shrinking and distillation on JAX and PyTorch as on TensorFlow.
+
+Each backend runs `tests/backend_worker.py` in its own process (Keras fixes the
+backend at import); this process (TensorFlow) compares their reports and loads
+the `.keras` files they saved.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tf_rpp
+
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "backend_worker.py")
+ROOT = os.path.dirname(os.path.dirname(WORKER))
+
+
+def _run(backend, out, *parts, extra_env=None):
+    env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": ROOT, **(extra_env or {})}
+    done = subprocess.run([sys.executable, WORKER, str(out), *parts], capture_output=True, text=True, env=env,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _backend_or_skip(backend):
+    module = {"jax": "jax", "torch": "torch"}[backend]
+    if importlib.util.find_spec(module) is None:
+        hint = '"tf_rpp[jax]"' if backend == "jax" else "torch (a CPU build: pip install torch==2.13.0 here)"
+        pytest.skip(f"{backend} is not installed: pip install {hint}")
+
+
+@pytest.fixture(scope="module")
+def tensorflow_report(tmp_path_factory):
+    return _run("tensorflow", tmp_path_factory.mktemp("tensorflow"), "unstructured", "distillation")
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_pruning_works_on_the_backend_as_on_tensorflow(backend, tensorflow_report, tmp_path):
+    _backend_or_skip(backend)
+    report = _run(backend, tmp_path)
+    assert report["backend"] == backend
+    rpp = report["unstructured"]
+    # The same schedule reaches the same sparsity; the RPP steps made most of it; the mask held.
+    assert rpp["frozen"] and rpp["mask_sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert rpp["mask_sparsity"] == pytest.approx(tensorflow_report["unstructured"]["mask_sparsity"], abs=1e-3)
+    assert rpp["sparsity_before_hardening"] >= 0.9 * 0.5, rpp
+    assert rpp["mask_held"] and rpp["sparsity"] >= rpp["mask_sparsity"]
+    assert report["fixed_mask"]["mask_held"] and report["fixed_mask"]["sparsity"] >= 0.7 - 1e-3
+    # Structured: half the heads and neurons removed, the shrunk model computes the masked one.
+    structured = report["structured"]
+    assert structured["frozen"] and structured["removed"] == {"heads": 0.5, "neurons": 0.5}
+    assert structured["shrunk_max_diff"] < 1e-5
+    assert report["distillation"]["value"] == pytest.approx(tensorflow_report["distillation"]["value"], rel=1e-5)
+    # A .keras saved on the backend loads on TensorFlow with the same mask and logits.
+    model = tf_rpp.load_model(rpp["path"], compile=False)
+    mask = tf_rpp.SparsityMask.load(os.path.join(tmp_path, "rpp_mask.npz"))
+    loaded = tf_rpp.SparsityMask.from_model(model, prune=mask.keys)
+    assert all(np.all(~loaded[k] | mask[k]) for k in mask.keys)
+    from backend_worker import INPUTS
+
+    np.testing.assert_allclose(np.asarray(model(INPUTS)), np.asarray(rpp["logits"]), atol=1e-5)
+    # The backend's model exports to the same kind of .tflite, computing its logits.
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=report["export"]["path"])
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        name = next(n for n in INPUTS if n in detail["name"])
+        interpreter.set_tensor(detail["index"], INPUTS[name][:1])
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, np.asarray(report["export"]["logits"]), atol=1e-4)
+    shrunk = tf_rpp.load_model(structured["path"], compile=False)
+    assert tf_rpp.structured.parameter_counts(shrunk.backbone)["heads"] == structured["heads"]
+    np.testing.assert_allclose(np.asarray(shrunk(INPUTS)), np.asarray(structured["logits"]), atol=1e-5)
+
+
+def test_jax_data_parallel_over_two_devices_learns_the_mask_of_one(tmp_path):
+    _backend_or_skip("jax")
+    one = _run("jax", tmp_path / "one", "unstructured")
+    two = _run("jax", tmp_path / "two", "unstructured", extra_env={
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "TF_RPP_TEST_DATA_PARALLEL": "1"})
+    assert two["devices"] == 2
+    first = tf_rpp.SparsityMask.load(tmp_path / "one" / "rpp_mask.npz")
+    second = tf_rpp.SparsityMask.load(tmp_path / "two" / "rpp_mask.npz")
+    agree = np.mean(np.concatenate([(first[k] == second[k]).ravel() for k in first.keys]))
+    assert agree > 0.99, agree
+    assert second.sparsity == pytest.approx(first.sparsity, abs=1e-3)
+
+
+def test_the_pipeline_on_another_backend_is_refused_before_any_work(tmp_path):
+    _backend_or_skip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": ROOT}
+    done = subprocess.run([sys.executable, "-c", "from tf_rpp import cli; cli.main()", "finetune", "--out",
+                           str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert "TensorFlow backend" in last and "'jax'" in last and "RPPOptimizer" in last, last
+    assert not (tmp_path / "run").exists()

@@ -3,12 +3,12 @@
 Runs `recipes/main.py --seed K --objective O` into `runs/main_seeds/O/seedK` for every
 seed and objective (the main job's defaults otherwise; `--mlm-prune-steps` for MLM,
 which also warms up its head), skipping runs that finished (the main job resumes).
-`O_rewind` adds `--prune-rewind` (the kept weights back to the pretrained values
-when the upstream mask is final). The other runs reuse the dense model of the
+`O_rewind` keeps `compress`'s `--prune-rewind` default (the kept weights back to
+the pretrained values when the upstream mask is final); the others pass
+`--no-prune-rewind`. The other runs reuse the dense model of the
 distill run of the same seed: the dense fine-tune does not depend on them.
-These rows fine-tune the pruned model at peak rate 3e-4 (the main job's default
-until) for 200 steps of 32 (until). `distill_lr6` (at
-6e-4, the main job's default; 200 x 32) changes only the
+These rows fine-tune the pruned model at peak rate 3e-4 for 200 steps of 32.
+`distill_lr6` (at 6e-4; 200 x 32) changes only the
 pruned model's fine-tuning, so it reuses the distill run's mask too, as does
 `distill_p16` (the main job's defaults: the pruned model on
 400 batches of 16). `distill_b16` trains both models on batches of 16 for 400 steps (the
@@ -80,20 +80,22 @@ def run(args, objective, seed):
     # What it takes from the distill run of its seed: the other objectives its dense model, a fine-tuning
     # variant the parts it names.
     if variant is None:
-        shared = () if objective == "distill" else ("dense",)
+        shared = () if objective in ("distill", "defaults") else ("dense",)
     for part in shared:
         done = os.path.join(reference, part, _FINISHED[part])
         if os.path.exists(done) and not os.path.exists(os.path.join(folder, part)):
             # The main job resumes: it reuses a copied part trained with its settings (paths re-based).
             shutil.copytree(os.path.join(reference, part), os.path.join(folder, part))
-    if variant is not None:
-        argv = ["--out", folder, "--seed", str(seed), *variant]
+    if objective == "defaults":  # the main job exactly as `recipes/main.py` runs it
+        argv = ["--out", folder, "--seed", str(seed)]
+    elif variant is not None:
+        argv = ["--out", folder, "--seed", str(seed), "--no-prune-rewind", *variant]  # as these rows were measured
     else:
         # Pinned to the rate these rows were measured at.
         argv = ["--out", folder, "--seed", str(seed), "--objective", objective.removesuffix("_rewind"),
                 "--pruned-learning-rate", "3e-4", *B32]
-        if objective.endswith("_rewind"):
-            argv.append("--prune-rewind")
+        if not objective.endswith("_rewind"):
+            argv.append("--no-prune-rewind")
         if objective.startswith("mlm"):
             argv += ["--prune-steps", str(args.mlm_prune_steps)]
     print(f"=== {objective} seed {seed} ({time.strftime('%H:%M:%S')})", flush=True)
@@ -136,7 +138,9 @@ def report(args, objectives, seeds):
     lines = ["`recipes/main.py` (MiniLM, RPP to 60% upstream, rt_polarity dev, 1,057 sentences), per upstream "
              "objective (the pruned model fine-tuned at peak rate 3e-4, 200 x 32) or fine-tuning variant (`distill_lr6`: "
              "at 6e-4, 200 x 32; `distill_p16`: the main job's defaults, the pruned model on 400 x "
-             "16 at 6e-4; `distill_b16*`: both models on batches of 16, see the script's docstring), seeds as listed; drop = dense minus pruned of the "
+             "16 at 6e-4; `distill_b16*`: both models on batches of 16, see the script's docstring; `defaults`: the "
+             "main job exactly as `recipes/main.py` runs it: the pruned model 400 x 16 at 6e-4, the kept weights "
+             "rewound upstream), seeds as listed; drop = dense minus pruned of the "
              "same seed, in points; mean +- sample std; prune = wall time of the upstream phase on a 2-core machine (some runs shared the cores).",
              "", "| objective | seeds | dense | pruned | drop (pts) | worst drop | prune phase |", "|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -83,7 +83,7 @@ def test_pruning_works_on_the_backend_as_on_tensorflow(backend, tensorflow_repor
 
 def test_jax_data_parallel_over_two_devices_learns_the_mask_of_one(tmp_path):
     _backend_or_skip("jax")
-    one = _run("jax", tmp_path / "one", "unstructured")
+    _run("jax", tmp_path / "one", "unstructured")
     two = _run("jax", tmp_path / "two", "unstructured", extra_env={
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "TF_RPP_TEST_DATA_PARALLEL": "1"})
     assert two["devices"] == 2

@@ -139,7 +139,7 @@ def planned_group_strength(norms, next_target, learning_rate_mass, scale, group_
     return max(erase, hold) / scale
 
 
-def planned_strength(distances, next_target, learning_rate_mass, floor=0.0):
+def planned_strength(distances, next_target, learning_rate_mass):
     """The unstructured lambda whose proximal steps zero the weights up to `next_target` within the horizon.
 
     With reweighting, a weight shrinks by `lr_t * lambda * gamma` a step, so
@@ -154,7 +154,6 @@ def planned_strength(distances, next_target, learning_rate_mass, floor=0.0):
         distances: `|w| / gamma` of every pruned weight (any shape; flattened).
         next_target: the fraction of weights to be zero at the next pruning step.
         learning_rate_mass: the sum of the learning rates until then (> 0).
-        floor: the smallest lambda returned (the one that keeps zeros at zero).
 
     Example:
 
@@ -163,9 +162,9 @@ def planned_strength(distances, next_target, learning_rate_mass, floor=0.0):
     """
     distances = np.ravel(np.asarray(distances, np.float32))
     if distances.size == 0 or next_target <= 0:
-        return floor
+        return 0.0
     k = min(distances.size - 1, max(0, int(math.ceil(next_target * distances.size)) - 1))
-    return max(float(np.partition(distances, k)[k]) / learning_rate_mass, floor)
+    return float(np.partition(distances, k)[k]) / learning_rate_mass
 
 
 def learning_rate_mass(optimizer, step, horizon):

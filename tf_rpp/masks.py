@@ -28,7 +28,6 @@ import zipfile
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tf_rpp import selection
 from tf_rpp._files import atomic_write
@@ -405,10 +404,8 @@ def total_zeros(tensor):
     >>> total_zeros(np.array([0.0, 1.0, 0.0]))
     2
     """
-    if keras.backend.backend() == "tensorflow" or isinstance(tensor, (tf.Tensor, tf.Variable)):
-        return int(tf.size(tensor)) - int(tf.math.count_nonzero(tensor))
-    values = keras.ops.convert_to_tensor(tensor)
-    return int(np.prod(keras.ops.shape(values))) - int(keras.ops.count_nonzero(values))
+    values = keras.ops.convert_to_tensor(tensor)  # any backend's tensor or variable, or an array
+    return int(keras.ops.size(values)) - int(keras.ops.count_nonzero(values))
 
 
 def zero_count(tensor):

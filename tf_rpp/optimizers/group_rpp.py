@@ -152,11 +152,18 @@ class GroupRPPOptimizer(GroupMagnitudeOptimizer):
         return float(self.group_scale_variable.numpy()[self.kinds.index(kind)])
 
     def _after_inner_step(self, learning_rate):
-        epsilon = self.group_epsilon
         kinds = [self.kinds.index(gs.kind) for gs in self._group_sets]
-        if not distribute.on_tensorflow():
+        if distribute.on_tensorflow():
+            self._shrink_groups_with_tf_distribute(learning_rate, kinds)
+        else:
             self._shrink_groups_with_keras_ops(learning_rate, kinds)
-            return
+        if self.l1 is not None:
+            self.l1.apply(self, learning_rate)  # also applies the mask
+        else:
+            self._enforce_mask()
+
+    def _shrink_groups_with_tf_distribute(self, learning_rate, kinds):
+        epsilon = self.group_epsilon
         active = tf.logical_not(tf.convert_to_tensor(self.frozen_variable))
         plan = [[(distribute.tf_variable(v), axis) for v, axis in members] for members in self._group_members]
         scale_variable = distribute.tf_variable(self.group_scale_variable)
@@ -183,10 +190,6 @@ class GroupRPPOptimizer(GroupMagnitudeOptimizer):
         tf.__internal__.distribute.interim.maybe_merge_call(
             shrink_all, self._distribution_strategy, plan, scale_variable, strengths, active, learning_rate,
         )
-        if self.l1 is not None:
-            self.l1.apply(self, learning_rate)  # also applies the mask
-        else:
-            self._enforce_mask()
 
     def _shrink_groups_with_keras_ops(self, learning_rate, kinds):
         # JAX and PyTorch: the same group step in keras.ops (Keras runs it on each device itself).
@@ -201,10 +204,6 @@ class GroupRPPOptimizer(GroupMagnitudeOptimizer):
             shrunk = proximal.group_reweighted_prox(tensors, gamma, step_sizes[kind], norms=group_norm)
             for (variable, _), value in zip(members, shrunk):
                 variable.assign(value)
-        if self.l1 is not None:
-            self.l1.apply(self, learning_rate)  # also applies the mask
-        else:
-            self._enforce_mask()
 
     def steer(self, steering):
         """Plans each kind's group lambda towards `steering.next_target` (`tf_rpp.controller`).

@@ -24,6 +24,12 @@ and teacher:
   `..._rewind_dt`: started from and distilling `dense_distilled` instead of `dense`.
   `structured_gmp_S`: the structured magnitude baseline (the weakest groups
   by norm, `GroupMagnitudeOptimizer`), no shrinkage.
+- `layerdrop_R_top|bottom|alternate`: the smaller dense model of equal or
+  lower latency: the dense model with R of its 6 encoder layers removed
+  (`tf-rpp finetune --keep-layers`; the top ones, the bottom ones, or every
+  other), trained for the same steps at the structured cells' rate while
+  distilling the dense model's logits and, kept layer by kept layer, its
+  layer outputs. `_dt`: from and distilling `dense_distilled`.
 - `rpp_up_S`: the paper's flow: a universal mask learned upstream with RPP
   (`tf_rpp.pipeline.prune`, per seed, on the task-agnostic distillation
   objective, the main job's, `--upstream-steps` at 32 tokens), then
@@ -52,6 +58,7 @@ Results: `bench/results/frontier.{json,md}`, `docs/images/frontier.png`.
     python bench/frontier.py --report-only                                                 # measure and write
     python bench/frontier.py --steps 600 --cells dense,structured_50_rewind --no-latency    # a longer budget
     python bench/frontier.py --cells rpp_up_80 --upstream-only      # the masks only, beside the dense runs
+    python bench/frontier.py --steps 600 --cells dense,layerdrop_3_top --results layer_drop   # a study apart
     python bench/frontier.py --steps 600 --cells rpp_up_90_rewind_dt --export-only   # files for frontier_latency.py
 """
 
@@ -69,6 +76,7 @@ import tf_rpp  # noqa: E402,F401
 from tf_rpp import export  # noqa: E402
 from tf_rpp import models  # noqa: E402
 from tf_rpp import pipeline  # noqa: E402
+from tf_rpp.structured import layer_drop  # noqa: E402
 from tf_rpp.structured import shrink  # noqa: E402
 from tf_rpp import viz  # noqa: E402
 from tf_rpp._files import atomic_write  # noqa: E402
@@ -124,6 +132,17 @@ def _cells():
         # cell's own second run); the drop is still against `dense`.
         cells[f"structured_h{heads}_n{neurons}_rewind_dt"] = dict(
             cells[f"structured_h{heads}_n{neurons}_rewind"], start="dense_distilled")
+    # The smaller dense model of the same family: the dense model with `removed` of its 6 encoder layers
+    # dropped (Sajjad et al.), trained and distilled like the structured cells, each kept layer matching
+    # the teacher's layer it was. `_top` drops the top layers, `_bottom` the bottom ones, `_alternate`
+    # keeps evenly spaced layers.
+    for removed in (3, 4):
+        for strategy in layer_drop.STRATEGIES:
+            cells[f"layerdrop_{removed}_{strategy}"] = dict(
+                kind="down", keep_layers=tuple(layer_drop.layers_to_keep(6, 6 - removed, strategy)),
+                learning_rate=3e-4)
+            cells[f"layerdrop_{removed}_{strategy}_dt"] = dict(cells[f"layerdrop_{removed}_{strategy}"],
+                                                               start="dense_distilled")
     # Recovery variants: sparser models may need a larger step size, or only the teacher's soft labels.
     for name in [c for c in cells if c.endswith("_dt")]:
         cells[f"{name}_lr6"] = dict(cells[name], learning_rate=6e-4)
@@ -145,6 +164,9 @@ def build_parser():
     p.add_argument("--runs", default=None,
                    help="where the models go (default runs/frontier, or runs/frontier_<steps> for other --steps)")
     p.add_argument("--latency-runs", type=int, default=50, help="timed invokes per latency (default 50)")
+    p.add_argument("--results", default="frontier",
+                   help="bench/results/<name>.{json,md} to merge the rows into (default frontier; another name "
+                        "keeps a study's rows, its own dense row included, apart)")
     p.add_argument("--report-only", action="store_true", help="train nothing; measure and write what exists")
     p.add_argument("--train-only", action="store_true", help="train what is missing; no export or report")
     p.add_argument("--upstream-only", action="store_true",
@@ -240,7 +262,8 @@ def train(args, task, cell, seed):
                                    teacher=dense, **distill, **common).to_dict()
         result["upstream_wall_time_s"] = upstream["wall_time_s"]
     else:
-        pruning = {k: spec[k] for k in ("sparsity", "method", "structured", "structured_heads", "rewind") if k in spec}
+        pruning = {k: spec[k] for k in ("sparsity", "method", "structured", "structured_heads", "rewind",
+                                        "keep_layers") if k in spec}
         if "pruning_share" in spec:
             pruning["pruning_steps"] = int(spec["pruning_share"] * args.steps)
         result = pipeline.finetune(out=folder, init_model=dense, teacher=dense, **distill, **pruning,
@@ -397,7 +420,7 @@ def main(argv=None):
     rows = summarize(args, tasks, cells, seeds)
     results_dir = os.path.join(ROOT, "bench", "results")
     old = {}
-    json_path = os.path.join(results_dir, "frontier.json")
+    json_path = os.path.join(results_dir, f"{args.results}.json")
     if os.path.exists(json_path):  # rows of other tasks or cells measured earlier stay
         with open(json_path, encoding="utf-8") as f:
             old = {(r["task"], r["cell"], r["steps"]): r for r in json.load(f)["rows"]}
@@ -406,8 +429,10 @@ def main(argv=None):
     summary = {"command": "python bench/frontier.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": merged}
     atomic_write(json_path, json.dumps(summary, indent=2).encode())
-    atomic_write(os.path.join(results_dir, "frontier.md"), markdown(merged, args).encode())
-    if any("tflite" in r for r in merged):
+    atomic_write(os.path.join(results_dir, f"{args.results}.md"),
+                 (f"`{summary['command']}`\n\n" if args.results != "frontier" else "").encode()
+                 + markdown(merged, args).encode())
+    if args.results == "frontier" and any("tflite" in r for r in merged):
         viz.plot_frontier(merged, os.path.join(ROOT, "docs", "images", "frontier.png"))
     print(markdown(merged, args))
 

@@ -1,16 +1,18 @@
 """RPP against iterative magnitude pruning (NIP) upstream, with the main job's recipe and budget.
 
 For each sparsity and method, `tf_rpp.pipeline.compress` (the main job: task-agnostic
-distillation upstream, 150 steps; the pruned model fine-tuned 400 x 16 at 6e-4
-distilling the dense model) on one shared dense model per seed. Kept weights are not
-rewound. Reported per run: validation accuracy, points lost against the dense model,
+distillation upstream, 150 steps, the kept weights rewound to the pretrained values
+once the mask is final; the pruned model fine-tuned 400 x 16 at 6e-4 distilling the
+dense model) on one shared dense model per seed and task. The upstream stage does not
+see the task, so one upstream mask per seed, sparsity and method serves every task
+(its folder is copied into the other tasks' runs). Reported per run: validation accuracy, points lost against the dense model,
 the sparsity the pruning steps made before hardening, and for each sparsity the
 overlap of the RPP and NIP masks (`SparsityMask.overlap`: the share of NIP's kept entries RPP keeps too).
 
 Every run is resumable (`compress` reuses finished stages). Results:
 `bench/results/upstream_rpp_vs_nip.{json,md}`.
 
-    python bench/upstream_rpp_vs_nip.py --sparsities 0.6,0.8,0.9 --seeds 0
+    python bench/upstream_rpp_vs_nip.py --sparsities 0.6,0.8,0.9 --seeds 0 --tasks rt_polarity,snli
 """
 
 import argparse
@@ -34,26 +36,30 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sparsities", default="0.6,0.8,0.9")
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--task", default="rt_polarity")
+    parser.add_argument("--tasks", default="rt_polarity", help="comma-separated packaged tasks")
     parser.add_argument("--runs", default="runs/upstream_rpp_vs_nip")
     parser.add_argument("--dense-from", default=None,
-                        help="a finished compress run whose dense/ stage to reuse for seed 0 (same settings)")
+                        help="a finished compress run whose dense/ stage to reuse for seed 0 of the first task")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     rows = []
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        for sparsity in [float(s) for s in args.sparsities.split(",")]:
-            for method in METHODS:
-                out = os.path.join(args.runs, args.task, f"seed{seed}", f"{method}_{round(sparsity * 100)}")
-                dense = os.path.join(args.runs, args.task, f"seed{seed}", "dense")
-                if not args.report_only:
-                    _share_dense(args, seed, dense, out)
-                summary = _run(args, out, task=args.task, sparsity=sparsity, method=method, seed=seed)
-                if summary is not None:
-                    rows.append({"seed": seed, "sparsity": sparsity, "method": method, "out": out,
-                                 "dense": summary["dense"]["metrics"], "pruned": summary["pruned"]["metrics"],
-                                 "points_lost": summary["points_lost"],
-                                 "sparsity_before_hardening": summary["prune"]["sparsity_before_hardening"]})
+    tasks = args.tasks.split(",")
+    runs = [(seed, sparsity, method, task) for seed in [int(s) for s in args.seeds.split(",")]
+            for sparsity in [float(s) for s in args.sparsities.split(",")] for method in METHODS for task in tasks]
+    for seed, sparsity, method, task in runs:
+        name = f"{method}_{round(sparsity * 100)}"
+        out = os.path.join(args.runs, task, f"seed{seed}", name)
+        if not args.report_only:
+            _share_dense(args, seed, os.path.join(args.runs, task, f"seed{seed}", "dense"), out,
+                         first_task=task == tasks[0])
+            _share_upstream(os.path.join(args.runs, tasks[0], f"seed{seed}", name), out)
+        summary = _run(args, out, task=task, sparsity=sparsity, method=method, seed=seed)
+        if summary is not None:
+            rows.append({"task": task, "seed": seed, "sparsity": sparsity, "method": method, "out": out,
+                         "dense": summary["dense"]["metrics"], "pruned": summary["pruned"]["metrics"],
+                         "points_lost": summary["points_lost"],
+                         "sparsity_before_hardening": summary["prune"]["sparsity_before_hardening"],
+                         "wall_time_s": summary["stages_wall_time_s"]})
     for row in rows:
         if row["method"] == "magnitude":
             rpp = os.path.join(os.path.dirname(row["out"]), f"rpp_{round(row['sparsity'] * 100)}", "prune", "mask.npz")
@@ -63,12 +69,19 @@ def main(argv=None):
     _report(rows, args, "python bench/upstream_rpp_vs_nip.py " + " ".join(sys.argv[1:] if argv is None else argv))
 
 
-def _share_dense(args, seed, dense, out):
-    """One dense model per seed: trained in the first run, copied into the others (compress reuses it)."""
-    if not os.path.exists(os.path.join(dense, "results.json")) and args.dense_from and seed == 0:
+def _share_dense(args, seed, dense, out, first_task):
+    """One dense model per seed and task: trained in the first run, copied into the others (compress reuses it)."""
+    if not os.path.exists(os.path.join(dense, "results.json")) and args.dense_from and seed == 0 and first_task:
         shutil.copytree(os.path.join(args.dense_from, "dense"), dense, dirs_exist_ok=True)
     if os.path.exists(os.path.join(dense, "results.json")) and not os.path.exists(os.path.join(out, "dense")):
         shutil.copytree(dense, os.path.join(out, "dense"))
+
+
+def _share_upstream(first, out):
+    """The upstream stage does not depend on the task: the first task's finished mask is reused by the others."""
+    if first != out and os.path.exists(os.path.join(first, "prune", "report.json")) \
+            and not os.path.exists(os.path.join(out, "prune")):
+        shutil.copytree(os.path.join(first, "prune"), os.path.join(out, "prune"))
 
 
 def _run(args, out, **settings):
@@ -92,24 +105,28 @@ def _report(rows, args, command):
     os.makedirs(RESULTS, exist_ok=True)
     atomic_write(os.path.join(RESULTS, "upstream_rpp_vs_nip.json"),
                  json.dumps({"command": command, "rows": rows}, indent=2).encode())
-    lines = [f"`{command}`: MiniLM, `{args.task}` validation; the main job's recipe (`tf-rpp compress`), one "
-             "shared dense model per seed, kept weights not rewound. Points lost: mean +- sample std over seeds.",
-             "", "| sparsity | method | seeds | accuracy | points lost | made by the pruning steps | kept entries shared with RPP |",
-             "|---|---|---|---|---|---|---|"]
-    for sparsity in sorted({r["sparsity"] for r in rows}):
-        for method, name in METHODS.items():
-            group = [r for r in rows if r["sparsity"] == sparsity and r["method"] == method]
-            if not group:
-                continue
-            metric = next(iter(group[0]["pruned"]))
-            accuracy = _mean_std([r["pruned"][metric] for r in group])
-            lost = _mean_std([r["points_lost"] for r in group])
-            made = [r["sparsity_before_hardening"] for r in group if r["sparsity_before_hardening"] is not None]
-            overlap = [r["overlap_with_rpp"] for r in group if "overlap_with_rpp" in r]
-            made_text = f"{statistics.mean(made):.4f}" if made else "-"
-            overlap_text = f"{statistics.mean(overlap):.1%}" if overlap else "-"
-            lines.append(f"| {sparsity:.0%} | {name} | {len(group)} | {accuracy[0]:.4f} +- {accuracy[1]:.4f} | "
-                         f"{lost[0]:.2f} +- {lost[1]:.2f} | {made_text} | {overlap_text} |")
+    lines = [f"`{command}`: MiniLM, validation sets; the main job's recipe (`tf-rpp compress`: 150 upstream steps, "
+             "kept weights rewound, the pruned model fine-tuned 400 x 16 at 6e-4 distilling the dense model), one "
+             "shared dense model per seed and task, one upstream mask per seed, sparsity and method for every task. "
+             "Points lost: dense minus pruned of the same seed, mean +- sample std over seeds. Made by the pruning "
+             "steps: the exact-zero fraction before hardening. Kept entries shared: the share of NIP's kept "
+             "entries RPP keeps too.",
+             "", "| task | sparsity | method | seeds | accuracy | points lost | made by the pruning steps | "
+             "kept entries shared with RPP |", "|---|---|---|---|---|---|---|---|"]
+    for task, sparsity, (method, name) in [(t, s, m) for t in dict.fromkeys(r["task"] for r in rows)
+                                           for s in sorted({r["sparsity"] for r in rows}) for m in METHODS.items()]:
+        group = [r for r in rows if r["task"] == task and r["sparsity"] == sparsity and r["method"] == method]
+        if not group:
+            continue
+        metric = next(iter(group[0]["pruned"]))
+        accuracy = _mean_std([r["pruned"][metric] for r in group])
+        lost = _mean_std([r["points_lost"] for r in group])
+        made = [r["sparsity_before_hardening"] for r in group if r["sparsity_before_hardening"] is not None]
+        overlap = [r["overlap_with_rpp"] for r in group if "overlap_with_rpp" in r]
+        made_text = f"{statistics.mean(made):.4f}" if made else "-"
+        overlap_text = f"{statistics.mean(overlap):.1%}" if overlap else "-"
+        lines.append(f"| {task} | {sparsity:.0%} | {name} | {len(group)} | {accuracy[0]:.4f} +- {accuracy[1]:.4f} | "
+                     f"{lost[0]:.2f} +- {lost[1]:.2f} | {made_text} | {overlap_text} |")
     atomic_write(os.path.join(RESULTS, "upstream_rpp_vs_nip.md"), ("\n".join(lines) + "\n").encode())
     print("\n".join(lines))
 

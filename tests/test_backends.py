@@ -94,12 +94,45 @@ def test_jax_data_parallel_over_two_devices_learns_the_mask_of_one(tmp_path):
     assert second.sparsity == pytest.approx(first.sparsity, abs=1e-3)
 
 
-def test_the_pipeline_on_another_backend_is_refused_before_any_work(tmp_path):
+def _command(out_dir, *argv, environ=None):
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_RPP_QUIET": "1", **(environ or {})}
+    env.pop("KERAS_BACKEND", None)  # --backend alone chooses
+    return subprocess.run([sys.executable, "-c", "from tf_rpp import cli; cli.main()", *argv], capture_output=True,
+                          text=True, env=env, timeout=900, cwd=str(out_dir))
+
+
+def test_the_whole_pipeline_runs_on_jax_with_one_flag(small_preset, tmp_path):
+    # tf-rpp compress --backend jax: dense fine-tune, RPP upstream, masked fine-tune, .tflite files.
     _backend_or_skip("jax")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": ROOT}
-    done = subprocess.run([sys.executable, "-c", "from tf_rpp import cli; cli.main()", "finetune", "--out",
-                           str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=300)
+    done = _command(tmp_path, "compress", "--backend", "jax", "--preset", small_preset, "--out", "run", "--steps", "4",
+                    "--batch-size", "8", "--sequence-length", "32", "--pruned-steps", "4", "--pruned-batch-size",
+                    "8", "--prune-steps", "6", "--prune-sequence-length", "32", "--sparsity", "0.5", "--verbose", "0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Keras on jax" in done.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["backend"] == "jax"
+    assert json.loads((tmp_path / "run" / "prune" / "report.json").read_text())["backend"] == "jax"
+    assert summary["pruned"]["mask_held"] is True
+    mask = tf_rpp.SparsityMask.load(tmp_path / "run" / "prune" / "mask.npz")
+    assert mask.sparsity == pytest.approx(0.5, abs=1e-6)
+    # The model trained on JAX loads here (TensorFlow) with its zeros where the mask says.
+    model = tf_rpp.load_model(str(tmp_path / "run" / "pruned" / "model.keras"), compile=False)
+    after = tf_rpp.SparsityMask.from_model(model.backbone, prune=mask.keys)
+    assert all(bool(np.all(~after[k] | mask[k])) for k in mask.keys)
+    from ai_edge_litert.interpreter import Interpreter
+
+    written = [entry["path"] for entries in summary["files"].values() for entry in entries if entry]
+    assert len(written) == 3  # float32 dense and pruned, dynamic int8 pruned
+    for path in written:
+        interpreter = Interpreter(model_path=str(tmp_path / path))
+        interpreter.allocate_tensors()
+        assert interpreter.get_output_details()[0]["shape"][-1] == 2
+
+
+def test_a_tensorflow_only_option_on_another_backend_is_refused_before_any_work(tmp_path):
+    _backend_or_skip("jax")
+    done = _command(tmp_path, "prune", "--backend", "jax", "--strategy", "mirrored", "--out", "run")
     assert done.returncode == 2, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
-    assert "TensorFlow backend" in last and "'jax'" in last and "RPPOptimizer" in last, last
+    assert "'mirrored'" in last and "'jax'" in last and "DataParallel" in last, last
     assert not (tmp_path / "run").exists()

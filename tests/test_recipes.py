@@ -171,6 +171,29 @@ def test_finetune_can_keep_the_embeddings_as_loaded(small_preset, tmp_path):
     assert not all(np.array_equal(loaded[k], trained[k]) for k in loaded if "transformer_layer" in k)
 
 
+def test_finetune_keeps_the_layers_asked_and_distils_them_from_the_full_model(dense_teacher, pruned, tmp_path):
+    # Layer dropping, the baseline a structured model must beat: the dense model with layer 1 only.
+    result = pipeline.finetune(task="rt_polarity", init_model=str(dense_teacher), keep_layers=(1,),
+                               teacher=str(dense_teacher), teacher_layers=10, out=str(tmp_path), steps=3,
+                               eval_limit=16, export_tflite=True, **SMALL)
+    assert result.keep_layers == [1] and 0.0 <= result.metrics["accuracy"] <= 1.0
+    small = saving.load_model(result.model_path, compile=False)
+    full = saving.load_model(str(dense_teacher), compile=False)
+    assert len(small.backbone.transformer_layers) == 1 and len(full.backbone.transformer_layers) == 2
+    assert small.backbone.count_params() < full.backbone.count_params()
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=result.tflite_path)
+    interpreter.allocate_tensors()
+    assert interpreter.get_output_details()[0]["shape"][-1] == 2
+    out, _ = pruned
+    with pytest.raises(ValueError, match="--keep-layers trains a smaller dense model"):
+        pipeline.finetune(task="rt_polarity", keep_layers=(0,), mask=str(out / "mask.npz"), out=str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="distinct, ascending indices in \\[0, 2\\)"):
+        pipeline.finetune(task="rt_polarity", init_model=str(dense_teacher), keep_layers=(0, 2), steps=1,
+                          eval_limit=16, out=str(tmp_path / "y"), **SMALL)
+
+
 def test_glue_finetune_distils_from_a_dense_teacher(pruned, dense_teacher, tmp_path):
     out, _ = pruned
     result = _finetune_and_check(out, tmp_path / "student", teacher=str(dense_teacher), distill_alpha=0.7,

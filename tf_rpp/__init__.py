@@ -15,8 +15,9 @@ neurons, `data` feeds the pipeline, `export` writes the phone's `.tflite`.
 
 from tf_rpp import _console
 
-if _console.running_as_command():
-    _console.load_tensorflow_quietly()  # `tf-rpp` or TF_RPP_QUIET=1 only: a library import changes nothing
+if _console.running_as_command():  # `tf-rpp` or TF_RPP_QUIET=1 only: a library import changes nothing
+    _console.select_backend()  # `--backend jax`: Keras reads KERAS_BACKEND once, when first imported
+    _console.load_tensorflow_quietly()
 
 from tf_rpp import controller
 from tf_rpp import distill

@@ -24,6 +24,7 @@ import contextlib
 
 COMMANDS = ("tf-rpp",)
 QUIET_VARIABLE = "TF_RPP_QUIET"
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def wants_tf_logs():
@@ -87,6 +88,46 @@ def quiet_python_logging():
 
     absl.logging.set_verbosity(absl.logging.ERROR)
     tf.get_logger().setLevel("ERROR")
+
+
+def backend_in(argv):
+    """The NAME of `--backend NAME` (or `--backend=NAME`) in a command line, or None.
+
+    Example:
+
+    >>> backend_in(["tf-rpp", "compress", "--backend", "jax", "--out", "runs/jax"])
+    'jax'
+    >>> backend_in(["tf-rpp", "--backend=torch", "prune"])
+    'torch'
+    >>> backend_in(["tf-rpp", "prune"]) is None
+    True
+    """
+    for i, arg in enumerate(argv):
+        if arg == "--backend" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--backend="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def select_backend(argv=None, environ=None):
+    """Sets `KERAS_BACKEND` from the command line's `--backend`, for commands, before Keras is imported.
+
+    Keras reads `KERAS_BACKEND` once, when it is first imported, so `tf-rpp
+    --backend jax` must set it before `tf_rpp` imports Keras. An unknown name
+    is left for the command's own parser to refuse.
+
+    Example:
+
+    >>> select_backend(["tf-rpp", "compress", "--backend", "jax"], environ={})
+    {'KERAS_BACKEND': 'jax'}
+    """
+    argv = sys.argv if argv is None else argv
+    environ = os.environ if environ is None else environ
+    name = backend_in(argv[1:])
+    if name in BACKENDS:
+        environ["KERAS_BACKEND"] = name
+    return environ
 
 
 def running_as_command(argv=None, environ=None):

@@ -10,6 +10,8 @@
     tf-rpp classify runs/rt/model.tflite "a wonderful, moving film"
     tf-rpp visualize --mask runs/prune/mask.npz --preset runs/prune/preset --out figures
 
+    tf-rpp compress --backend jax --out runs/jax                 # train on JAX (or torch); same files
+
 `tf-rpp COMMAND --help` explains every flag. TensorFlow's start-up logs are off;
 `--tf-logs` (or `TF_CPP_MIN_LOG_LEVEL=0`) brings them back.
 """
@@ -170,6 +172,9 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="tf-rpp", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tf-logs", action="store_true", help="show TensorFlow's own log lines")
+    parser.add_argument("--backend", choices=console.BACKENDS, default=None,
+                        help="the Keras backend that trains (default: KERAS_BACKEND, else tensorflow); TensorFlow "
+                             "reads the data and writes the .tflite files on every backend")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{compress,prune,finetune,export,classify,visualize}")
     for add in (_compress_parser, _prune_parser, _finetune_parser, _export_parser, _classify_parser,
                 _visualize_parser):
@@ -186,14 +191,31 @@ def run(argv):
     result = run(["finetune", "--task", "snli", "--steps", "100"])   # a FinetuneResult
     ```
     """
-    argv = list(argv)
-    if "--tf-logs" in argv[1:]:
-        argv.remove("--tf-logs")  # accepted after the subcommand too
-        argv.insert(0, "--tf-logs")
+    argv = _global_flags_first(list(argv))
     args = build_parser().parse_args(argv)
+    if args.backend is not None:
+        import keras
+
+        if keras.backend.backend() != args.backend:
+            raise ValueError(f"--backend {args.backend}: Keras in this process already runs on "
+                             f"{keras.backend.backend()!r}, and it fixes its backend when first imported; run the "
+                             f"tf-rpp command, or start Python with KERAS_BACKEND={args.backend}.")
     if not args.tf_logs:
         console.quiet_python_logging()
     return args.run(args)
+
+
+def _global_flags_first(argv):
+    # --tf-logs and --backend are accepted after the subcommand too.
+    flags = []
+    for flag, takes_value in (("--tf-logs", False), ("--backend", True)):
+        for i, arg in enumerate(argv[1:], start=1):
+            if arg == flag or arg.startswith(flag + "="):
+                end = i + 1 + (takes_value and arg == flag)
+                flags += argv[i:end]
+                del argv[i:end]
+                break
+    return flags + argv
 
 
 def main(argv=None):

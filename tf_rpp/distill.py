@@ -221,6 +221,10 @@ class LayerDistiller(keras.Model):
             `DistillationLoss` inside the step, so the data carries labels
             only and the teacher needs no pass of its own before training
             (`teacher_stream`). A classifier student only.
+        teacher_layer_indices: the teacher layer each student layer matches,
+            for a student with fewer layers (a layer-dropped model matches
+            the layers it kept: `tf_rpp.structured.layer_drop`); default:
+            layer for layer, same depth.
 
     Example:
 
@@ -242,7 +246,7 @@ class LayerDistiller(keras.Model):
     ```
     """
 
-    def __init__(self, task, teacher, alpha=1.0, teacher_task=None, **kwargs):
+    def __init__(self, task, teacher, alpha=1.0, teacher_task=None, teacher_layer_indices=None, **kwargs):
         super().__init__(**kwargs)
         if not float(alpha) >= 0.0:
             raise ValueError(f"`alpha` must be >= 0; received {alpha}.")
@@ -260,22 +264,34 @@ class LayerDistiller(keras.Model):
         self.alpha = float(alpha)
         teacher.trainable = False
         self._teacher_logits = None
+        self._distill_value = None
         # One graph over the backbone's own tensors, so the encoder runs once for both the head and the term.
         layers = _layer_tensors(backbone)
         self._student = keras.Model(backbone.input, {"layers": layers, **backbone.output},
                                     name=f"{backbone.name}_distilled")
-        self._teacher_layers = encoder_outputs(teacher)
+        teacher_layers = _layer_tensors(teacher)
+        self.teacher_layer_indices = None
+        if teacher_layer_indices is not None:
+            indices = [int(i) for i in teacher_layer_indices]
+            if len(indices) != len(layers) or not all(0 <= i < len(teacher_layers) for i in indices):
+                raise ValueError(f"`teacher_layer_indices` must name one of the teacher's {len(teacher_layers)} "
+                                 f"layers for each of the student's {len(layers)}; received {indices}.")
+            teacher_layers = [teacher_layers[i] for i in indices]
+            self.teacher_layer_indices = indices
+        elif len(teacher_layers) != len(layers):
+            raise ValueError(f"The student has {len(layers)} encoder layers and the teacher {len(teacher_layers)}; "
+                             "give `teacher_layer_indices` (the teacher layer each student layer matches).")
         if teacher_task is not None:
             teacher_task.trainable = False
-            pooled = teacher.output["pooled_output"]
-            self._teacher_layers = keras.Model(teacher.input, [*self._teacher_layers.outputs,
-                                                               teacher_task.output_dense(pooled)],
-                                               name=f"{teacher.name}_layers_and_logits")
+            teacher_layers = [*teacher_layers, teacher_task.output_dense(teacher.output["pooled_output"])]
+        self._teacher_layers = keras.Model(teacher.input, teacher_layers, name=f"{teacher.name}_layers"
+                                           + ("_and_logits" if teacher_task is not None else ""))
         student_shape = [tuple(t.shape[1:]) for t in layers]
         teacher_shape = [tuple(t.shape[1:]) for t in self._teacher_layers.outputs[:len(layers)]]
         if student_shape != teacher_shape:
             raise ValueError(f"Student and teacher layer outputs differ: {student_shape} vs {teacher_shape}; "
-                             "the teacher must have the student's depth and hidden size.")
+                             "the teacher must have the student's depth and hidden size (or give "
+                             "`teacher_layer_indices`).")
         self.distill_tracker = keras.metrics.Mean(name="distill_loss")
         self.built = True  # its parts are built functional models; fit's callbacks need a built model
 
@@ -304,20 +320,28 @@ class LayerDistiller(keras.Model):
                 t = ops.stop_gradient(t)
                 terms.append(ops.sum(weights * ops.square(s - t)) / (ops.sum(weights * ops.square(t)) + 1e-6))
             distill = ops.mean(ops.stack(terms))
-            self.distill_tracker.update_state(distill)
+            # Logged by compute_loss: on JAX, only there are the metrics' variables part of the traced step.
+            self._distill_value = distill
             self.add_loss(self.alpha * distill)
         return logits
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if self.teacher_task is not None and training and y is not None:
+        if self._distill_value is not None:
+            self.distill_tracker.update_state(self._distill_value)
+            self._distill_value = None
+        if self.teacher_task is not None and y is not None and len(y.shape) == 1:
+            # Outside training there is no teacher pass (and Keras builds the loss on JAX with labels alone):
+            # the student's own logits stand in, so only the label term counts.
+            teacher = self._teacher_logits if training else ops.stop_gradient(y_pred)
             labels = ops.reshape(ops.cast(y, "float32"), (-1, 1))
-            y = ops.concatenate([labels, ops.cast(self._teacher_logits, "float32")], axis=-1)
+            y = ops.concatenate([labels, ops.cast(teacher, "float32")], axis=-1)
         return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
 
     def get_config(self):
         config = super().get_config()
         config.update(task=keras.saving.serialize_keras_object(self.task),
-                      teacher=keras.saving.serialize_keras_object(self.teacher), alpha=self.alpha)
+                      teacher=keras.saving.serialize_keras_object(self.teacher), alpha=self.alpha,
+                      teacher_layer_indices=self.teacher_layer_indices)
         if self.teacher_task is not None:
             config["teacher_task"] = keras.saving.serialize_keras_object(self.teacher_task)
         return config

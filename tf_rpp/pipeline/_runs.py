@@ -32,28 +32,54 @@ from tf_rpp.optimizers import RPPOptimizer
 from tf_rpp.pipeline import options
 from tf_rpp.structured import shrink
 
+BACKENDS = ("tensorflow", "jax", "torch")
+
 # Settings that do not change what a run learns (`out` too: a moved or copied run is the same run).
 NOT_LEARNED = ("out", "resume", "verbose", "strategy")
 
 
-def check_backend():
-    """Raises ValueError unless Keras runs on TensorFlow, which the pipeline's data and training steps need.
+def check_backend(config):
+    """Raises ValueError when `config` asks for what Keras's current backend cannot run, before any work.
+
+    The pipeline runs on TensorFlow, JAX and PyTorch (`KERAS_BACKEND`, or
+    `tf-rpp --backend`); TensorFlow reads the data (`tf.data`) and writes the
+    `.tflite` files on every backend. `tf.distribute` strategies
+    (`strategy="mirrored"` or `"tpu"`) are TensorFlow's own.
 
     Example:
 
-    >>> check_backend()   # on the TensorFlow backend: nothing happens
+    >>> from tf_rpp.pipeline import PruneConfig
+    >>> check_backend(PruneConfig())   # the default settings run on every backend
     """
     backend = keras.backend.backend()
-    if backend != "tensorflow":
-        raise ValueError(
-            f"tf_rpp.pipeline (and tf-rpp prune/finetune/compress) runs on Keras's TensorFlow backend; this "
-            f"process runs on {backend!r} (KERAS_BACKEND). Run it with KERAS_BACKEND=tensorflow, or use the "
-            f"Keras API on {backend}: tf_rpp.RPPOptimizer, MaskedOptimizer, GroupRPPOptimizer, RPPCallback, "
-            "tf_rpp.structured.shrink_classifier and tf_rpp.export.export_tflite work there.")
+    if backend not in BACKENDS:
+        raise ValueError(f"tf_rpp.pipeline runs on Keras's {', '.join(BACKENDS)} backends; this process runs on "
+                         f"{backend!r} (KERAS_BACKEND).")
+    strategy = getattr(config, "strategy", "default")
+    if backend != "tensorflow" and strategy != "default":
+        instead = ("call keras.distribution.set_distribution(keras.distribution.DataParallel()) before "
+                   "tf_rpp.pipeline.prune to use every local device" if backend == "jax" else
+                   "run on one device, or on KERAS_BACKEND=jax with keras.distribution.DataParallel")
+        raise ValueError(f"strategy {strategy!r} is a tf.distribute strategy, which runs on Keras's TensorFlow "
+                         f"backend; this process runs on {backend!r}. Run with KERAS_BACKEND=tensorflow, or "
+                         f"{instead}.")
+
+
+def jit_compile(config):
+    """Whether to compile the train step: `config.jit_compile` on TensorFlow (XLA) and JAX (jax.jit), never on PyTorch.
+
+    On PyTorch Keras's `jit_compile` means `torch.compile`, which does not
+    trace the pruning optimizers' host-side steps; PyTorch runs eagerly.
+
+    Example:
+
+    >>> model.compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile(config))  # doctest: +SKIP
+    """
+    return bool(config.jit_compile) and keras.backend.backend() != "torch"
 
 
 def write_report(out, name, config, result):
-    """Writes `out/name`: `result` and, under "args", the settings (what `reuse_finished` compares).
+    """Writes `out/name`: `result`, under "args" the settings (what `reuse_finished` compares), and the backend.
 
     Example:
 
@@ -61,7 +87,7 @@ def write_report(out, name, config, result):
     write_report(config.out, "results.json", config, result)
     ```
     """
-    written = {"args": dataclasses.asdict(config), **result.to_dict()}
+    written = {"args": dataclasses.asdict(config), **result.to_dict(), "backend": keras.backend.backend()}
     atomic_write(os.path.join(out, name), json.dumps(written, indent=2).encode())
 
 

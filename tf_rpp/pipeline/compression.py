@@ -35,6 +35,7 @@ import json
 import os
 import time
 
+import keras
 import numpy as np
 
 from tf_rpp import significance
@@ -142,7 +143,7 @@ def compress(config=None, **overrides):
     """
     config = dataclasses.replace(config or CompressConfig(), **overrides)
     config.check()
-    _runs.check_backend()
+    _runs.check_backend(config)
     started = time.time()
     data = dict(task=config.task, data=config.data, text_columns=config.text_columns,
                 label_column=config.label_column)
@@ -182,12 +183,13 @@ def compress(config=None, **overrides):
     if summary["prune"] is not None:
         summary["prune"].pop("layer_sparsity")
     # A resumed run reuses finished stages: their own times say what training them took.
+    summary["backend"] = keras.backend.backend()
     summary["stages_wall_time_s"] = {name: part.wall_time_s for name, part in
                                      (("dense", dense), ("prune", prune), ("pruned", pruned)) if part is not None}
     atomic_write(os.path.join(config.out, "summary.json"), json.dumps(summary, indent=2).encode())
     print()
     print(table(result, config.data and "your data" or dense.task))
-    print(f"wall time {result.wall_time_s / 60:.1f} min (the stages' own: "
+    print(f"wall time {result.wall_time_s / 60:.1f} min, Keras on {keras.backend.backend()} (the stages' own: "
           + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["stages_wall_time_s"].items())
           + f"); details in {config.out}/summary.json")
     return result

@@ -57,10 +57,10 @@ class PruneConfig:
     include_embeddings: bool = option(False, "also prune the embeddings (implies training them)")
     train_embeddings: bool = option(False, "also train the embeddings while pruning (the MLM head is tied to the "
                                     "token embedding, so Adam would move every row each step)")
-    strategy: str = option("default", "tf.distribute strategy: 'mirrored' (all local GPUs, or CPUs), 'tpu' "
+    strategy: str = option("default", "tf.distribute strategy (TensorFlow backend): 'mirrored' (all local GPUs, or CPUs), 'tpu' "
                            "(TPUStrategy on the TPU the cluster resolver finds); --batch-size is the global batch",
                            choices=("default", "mirrored", "tpu"))
-    jit_compile: bool = option(True, "compile the train step with XLA")
+    jit_compile: bool = option(True, "compile the train step (XLA on TensorFlow, jax.jit on JAX; PyTorch runs eagerly)")
     seed: int = option(0, "random seed (data order, MLM masks, initialisation)")
     resume: bool = option(False, "continue an interrupted run in --out (one that finished is reused)")
     verbose: int = option(1, "Keras progress display: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2))
@@ -155,6 +155,10 @@ class FinetuneConfig:
                                    "error, mean over layers, times this weight); 0: logits only")
     init_model: str = option(None, "start from this fine-tuned classifier (.keras) instead of --preset, e.g. to "
                              "prune it", type=str)
+    keep_layers: tuple = option(None, "keep only these encoder layers (e.g. 0 1 2) of --preset or --init-model, "
+                                "the others removed before training (layer dropping: a smaller dense model); with "
+                                "--teacher-layers each kept layer matches the teacher's layer it was",
+                                type=int, nargs="+")
     sparsity: float = option(None, "prune while fine-tuning (downstream, unstructured): reach this sparsity of the "
                              "encoder kernels (PolynomialDecay over --pruning-steps) with --method, e.g. starting "
                              "from the dense fine-tuned model (--init-model) and distilling it (--teacher)",
@@ -181,7 +185,7 @@ class FinetuneConfig:
     save_model: bool = option(True, "write model.keras")
     freeze_embeddings: bool = option(False, "keep the encoder's embeddings (token, position, segment, their "
                                      "layer norm) as loaded: cheaper steps, AdamW skips the token embedding")
-    jit_compile: bool = option(True, "compile the train step with XLA")
+    jit_compile: bool = option(True, "compile the train step (XLA on TensorFlow, jax.jit on JAX; PyTorch runs eagerly)")
     seed: int = option(0, "random seed")
     resume: bool = option(False, "reuse the run that finished in --out if it had these settings (a finished run with "
                           "other settings is refused before any work; an interrupted one trains again)")
@@ -216,6 +220,13 @@ class FinetuneConfig:
                 raise ValueError(f"--pruning-steps must be in [1, --steps]; received {self.prune_steps}.")
         elif self.rewind:
             raise ValueError("--rewind needs --sparsity or --structured (it acts when their mask is final).")
+        if self.keep_layers is not None:
+            if self.mask or pruning:
+                raise ValueError("--keep-layers trains a smaller dense model; it does not combine with --mask, "
+                                 "--sparsity or --structured.")
+            kept = list(self.keep_layers)
+            if not kept or sorted(set(kept)) != kept or kept[0] < 0:
+                raise ValueError(f"--keep-layers takes distinct layer indices from 0, ascending; received {kept}.")
         if self.teacher_layers < 0 or (self.teacher_layers > 0 and not self.teacher):
             raise ValueError("--teacher-layers is a weight >= 0 and needs --teacher (the model whose layer outputs "
                              f"to match); received {self.teacher_layers} with --teacher {self.teacher}.")
@@ -243,6 +254,7 @@ class FinetuneResult:
     learning_rate: float = 0.0
     teacher: str = None
     teacher_layers: float = 0.0
+    keep_layers: list = None
     mask_sparsity: float = None
     pruned_weights: int = None
     zero_weights_after: int = None

@@ -42,6 +42,7 @@ from tf_rpp.data import tasks
 from tf_rpp.pipeline import _runs
 from tf_rpp.pipeline.configs import FinetuneConfig
 from tf_rpp.pipeline.configs import FinetuneResult
+from tf_rpp.structured import layer_drop
 
 REPORT = "results.json"
 
@@ -70,7 +71,7 @@ def finetune(config=None, **overrides):
     """
     config = dataclasses.replace(config or FinetuneConfig(), **overrides)
     config.check()
-    _runs.check_backend()
+    _runs.check_backend(config)
     if config.resume:
         finished = _runs.reuse_finished(config, REPORT, FinetuneResult,
                                         paths=("model_path", "tflite_path", "predictions_path"))
@@ -152,6 +153,10 @@ def _classifier(config, spec):
     else:
         classifier = models.classifier(models.backbone(config.preset), config.tokenizer_preset or config.preset,
                                        spec.num_classes, config.sequence_length)
+    if config.keep_layers is not None:
+        depth = len(classifier.backbone.transformer_layers)
+        classifier = layer_drop.drop_classifier_layers(classifier, layer_drop.check_kept(config.keep_layers, depth))
+        print(f"encoder layers kept: {', '.join(map(str, config.keep_layers))} of {depth}")
     if config.freeze_embeddings:
         print(f"embeddings kept as loaded: {', '.join(models.freeze_embeddings(classifier.backbone))}")
     return classifier
@@ -172,9 +177,10 @@ def _train(config, spec, classifier, teacher, train):
     optimizer, callbacks, mask = _runs.build_optimizer(config, classifier)
     trained = classifier
     if config.teacher_layers > 0:
-        trained = distill.LayerDistiller(classifier, teacher.backbone, alpha=config.teacher_layers, teacher_task=teacher)
+        trained = distill.LayerDistiller(classifier, teacher.backbone, alpha=config.teacher_layers, teacher_task=teacher,
+                                         teacher_layer_indices=config.keep_layers)
     # keras-hub's default metric reads y as labels; with a teacher y also carries logits.
-    trained.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile,
+    trained.compile(optimizer=optimizer, loss=loss, jit_compile=_runs.jit_compile(config),
                     **({"metrics": []} if teacher is not None else {}))
     what = (f"structured {config.method} removing {_removed_groups_text(config)}" if config.structured is not None
             else f"{config.method} to {config.sparsity:.0%} sparsity" if config.sparsity is not None
@@ -202,7 +208,8 @@ def _evaluate(config, spec, classifier, dev, optimizer, mask):
         task=spec.name, metrics=tasks.evaluate(spec, labels, predictions), validation_examples=int(len(labels)),
         label_names=list(spec.label_names) if spec.label_names else None,
         preset=str(config.init_model or config.preset), mask=config.mask, steps=config.steps,
-        learning_rate=config.learning_rate, teacher=config.teacher, teacher_layers=config.teacher_layers)
+        learning_rate=config.learning_rate, teacher=config.teacher, teacher_layers=config.teacher_layers,
+        keep_layers=list(config.keep_layers) if config.keep_layers is not None else None)
     # Per example, so that two runs can be compared on the same sentences (`tf_rpp.significance`).
     result.predictions_path = os.path.join(config.out, "predictions.npz")
     np.savez(result.predictions_path, labels=labels, predictions=predictions)

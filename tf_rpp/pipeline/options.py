@@ -20,6 +20,7 @@ Config(steps=5, save_model=False)
 
 import dataclasses
 import json
+import os
 import typing
 
 
@@ -73,7 +74,10 @@ def check_same_settings(out, recorded, config, ignore=()):
     trained with. `recorded` is `dataclasses.asdict` of the run's config as
     JSON read it back (lists for tuples); fields in `ignore` (the output
     folder, verbosity) do not change what a run learns. A field `recorded`
-    lacks (an option added after the run) counts as its default.
+    lacks (an option added after the run) counts as its default. Paths are
+    compared relative to each run's own folder, so a tree of runs that was
+    copied or moved (a compress run whose stages point at each other) is
+    still the same run.
 
     Example:
 
@@ -84,6 +88,11 @@ def check_same_settings(out, recorded, config, ignore=()):
     ...     out: str = option("runs/x", "output folder")
     >>> check_same_settings("runs/x", {"steps": 300, "out": "elsewhere"}, Config(), ignore=("out",))
     >>> check_same_settings("runs/x", {"out": "runs/x"}, Config())  # steps: recorded before it existed
+    >>> @dataclasses.dataclass
+    ... class Stage:
+    ...     mask: str = option("runs/b/prune/mask.npz", "mask")
+    ...     out: str = option("runs/b/pruned", "output folder")
+    >>> check_same_settings("runs/b/pruned", {"mask": "runs/a/prune/mask.npz", "out": "runs/a/pruned"}, Stage())
     >>> check_same_settings("runs/x", {"steps": 200, "out": "runs/x"}, Config())
     Traceback (most recent call last):
     ...
@@ -92,11 +101,21 @@ def check_same_settings(out, recorded, config, ignore=()):
     wanted = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples as JSON's lists
     defaults = json.loads(json.dumps(dataclasses.asdict(type(config)())))
     recorded = {**defaults, **recorded}
-    differ = {k: (recorded[k], v) for k, v in wanted.items() if k not in ignore and recorded[k] != v}
+    differ = {k: (recorded[k], v) for k, v in wanted.items()
+              if k not in ignore and not _same(recorded[k], v, recorded.get("out"), wanted.get("out"))}
     if differ:
         listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in differ.items())
         raise ValueError(f"{out} holds a finished run with other settings ({listed}); give another output "
                          "folder, or delete this one to train it again.")
+
+
+def _same(old, new, old_out, new_out):
+    if old == new:
+        return True
+    paths = (old, new, old_out, new_out)
+    if not all(isinstance(p, str) and p for p in paths) or not (os.sep in old and os.sep in new):
+        return False
+    return os.path.relpath(old, old_out) == os.path.relpath(new, new_out)
 
 
 def _shown(default):

@@ -105,7 +105,7 @@ def prune(config=None, **overrides):
     """
     config = dataclasses.replace(config or PruneConfig(), **overrides)
     config.check()
-    _runs.check_backend()
+    _runs.check_backend(config)
     if config.objective == "auto":
         config = dataclasses.replace(config, objective="mlm" if models.has_mlm_head(config.preset) else "distill")
         print(f"objective: {config.objective} (auto: the preset "
@@ -154,7 +154,7 @@ def _warm_up(config, masked_lm, train, eval_batches, loss):
         print(f"[1/3] warming up the MLM head for {config.warmup_steps} steps (backbone frozen)")
         masked_lm.backbone.trainable = False
         masked_lm.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss, weighted_metrics=["accuracy"],
-                          jit_compile=config.jit_compile)
+                          jit_compile=_runs.jit_compile(config))
         masked_lm.fit(train, steps_per_epoch=config.warmup_steps, epochs=1, verbose=config.verbose, shuffle=False)
         masked_lm.backbone.trainable = True
     accuracies["mlm_accuracy_before"] = mlm_accuracy(masked_lm, eval_batches)
@@ -214,7 +214,7 @@ def _train(config, model, backbone, train, eval_batches):
     print(f"[2/3] {config.method} on {config.objective} for {epochs * config.steps_per_epoch} steps, {what}")
     # The MLM objective never reads the pooler: frozen, Keras does not warn about its missing gradients.
     with models.pooler_frozen(backbone):
-        trained.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile,
+        trained.compile(optimizer=optimizer, loss=loss, jit_compile=_runs.jit_compile(config),
                         weighted_metrics=["accuracy"] if config.objective == "mlm" else None)
         rewind = False
         if config.rewind:

@@ -93,7 +93,7 @@ def finetune_squad(config):
           f"({len(train_windows):,} windows of {config.sequence_length} tokens)")
     with models.pooler_frozen(model.backbone):  # the span head reads tokens, never the pooled output
         model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      jit_compile=config.jit_compile)
+                      jit_compile=_runs.jit_compile(config))
         model.fit(train, steps_per_epoch=config.steps, epochs=1, verbose=config.verbose, callbacks=callbacks,
                   shuffle=False)
     if config.structured is not None or config.sparsity is not None:

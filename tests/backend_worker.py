@@ -54,9 +54,11 @@ def fixed_mask(out):
     model = tiny_classifier(seed=5)
     mask = tf_rpp.SparsityMask.from_magnitudes(
         {tf_rpp.selection.weight_key(v): _numpy(v.value) for v in tf_rpp.select_weights(model)}, 0.7)
-    compile_classifier(model, tf_rpp.MaskedOptimizer(keras.optimizers.AdamW(1e-3), mask))
+    inner = keras.optimizers.AdamW(1e-3)  # on PyTorch, Keras's own multi-tensor subclass
+    compile_classifier(model, tf_rpp.MaskedOptimizer(inner, mask))
     model.fit(classification_dataset(n=64, batch=16), epochs=2, verbose=0)
-    return {"mask_held": _mask_held(model, mask), "sparsity": tf_rpp.SparsityMask.from_model(model).sparsity}
+    return {"mask_held": _mask_held(model, mask), "sparsity": tf_rpp.SparsityMask.from_model(model).sparsity,
+            "masks_gradients": tf_rpp.optimizers.gradients.needs_gradient_masking(inner)}
 
 
 def structured(out):

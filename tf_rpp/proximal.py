@@ -84,7 +84,7 @@ def apply_mask(x, mask):
     array([1., 0.])
     """
     x = ops.convert_to_tensor(x)  # a variable too, on every backend
-    return ops.where(ops.convert_to_tensor(mask), x, ops.zeros_like(x))
+    return ops.where(ops.convert_to_tensor(mask), x, ops.cast(0, x.dtype))  # a scalar: no zeros to allocate
 
 
 def sparsity(x):

@@ -81,6 +81,10 @@ def needs_gradient_masking(optimizer):
     >>> needs_gradient_masking(keras.optimizers.AdamW(1e-4, clipnorm=1.0))
     True
     """
-    # Exact types only: a subclass may couple coordinates in its update_step.
-    elementwise = type(optimizer) in ELEMENTWISE_OPTIMIZERS
+    # Exact types only: a subclass may couple coordinates in its update_step. Keras's PyTorch
+    # backend swaps in its own subclass of the same name (a fused multi-tensor step, still
+    # elementwise), so Keras's own classes count by name.
+    cls = type(optimizer)
+    elementwise = cls in ELEMENTWISE_OPTIMIZERS or (cls.__module__.startswith("keras.") and any(
+        issubclass(cls, known) and cls.__name__ == known.__name__ for known in ELEMENTWISE_OPTIMIZERS))
     return not elementwise or bool(optimizer.clipnorm) or bool(optimizer.global_clipnorm)

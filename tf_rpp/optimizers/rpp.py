@@ -12,6 +12,7 @@ from tf_rpp import controller
 from tf_rpp import proximal
 from tf_rpp.optimizers import distribute
 from tf_rpp.optimizers.masked import MaskedOptimizer
+from tf_rpp.optimizers.masked import mask_in_place
 from tf_rpp.optimizers.validation import check_epsilon
 from tf_rpp.optimizers.validation import check_period
 from tf_rpp.optimizers.validation import check_strength
@@ -100,6 +101,14 @@ class ReweightedL1:
         step = ops.cast(optimizer.iterations.value, "int32") - 1
         reweight_now = ops.logical_and(active, ops.equal(step % self.reweight_every, 0))
         step_size = ops.where(active, learning_rate * ops.cast(self.strength_variable.value, "float32"), 0.0)
+        if keras.backend.backend() == "torch":  # eager: a Python branch skips gamma between reweightings
+            reweight = bool(ops.convert_to_numpy(reweight_now))
+            for weight, gamma in zip(optimizer.pruned_variables, self.gamma_variables):
+                if reweight:
+                    gamma.assign(proximal.reweight(weight.value, self.epsilon))
+                weight.assign(proximal.reweighted_l1_prox(weight.value, gamma.value, step_size))
+            mask_in_place(optimizer.pruned_variables, optimizer.mask_variables)
+            return
         for weight, gamma, mask in zip(optimizer.pruned_variables, self.gamma_variables, optimizer.mask_variables):
             new_gamma = ops.where(reweight_now, proximal.reweight(weight.value, self.epsilon), gamma.value)
             gamma.assign(new_gamma)

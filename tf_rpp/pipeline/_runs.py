@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from tf_rpp import export
+from tf_rpp._console import BACKENDS
 from tf_rpp._files import atomic_write
 from tf_rpp.callback import RPPCallback
 from tf_rpp.masks import SparsityMask
@@ -31,8 +32,6 @@ from tf_rpp.optimizers import MaskedOptimizer
 from tf_rpp.optimizers import RPPOptimizer
 from tf_rpp.pipeline import options
 from tf_rpp.structured import shrink
-
-BACKENDS = ("tensorflow", "jax", "torch")
 
 # Settings that do not change what a run learns (`out` too: a moved or copied run is the same run).
 NOT_LEARNED = ("out", "resume", "verbose", "strategy")

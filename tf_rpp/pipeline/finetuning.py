@@ -155,7 +155,7 @@ def _classifier(config, spec):
                                        spec.num_classes, config.sequence_length)
     if config.keep_layers is not None:
         depth = len(classifier.backbone.transformer_layers)
-        classifier = layer_drop.drop_classifier_layers(classifier, layer_drop.check_kept(config.keep_layers, depth))
+        classifier = layer_drop.drop_classifier_layers(classifier, config.keep_layers)  # checks them against depth
         print(f"encoder layers kept: {', '.join(map(str, config.keep_layers))} of {depth}")
     if config.freeze_embeddings:
         print(f"embeddings kept as loaded: {', '.join(models.freeze_embeddings(classifier.backbone))}")

@@ -23,7 +23,9 @@ and teacher:
   rest recovery. `structured_hH_nN_rewind`: H% of heads, N% of neurons;
   `..._rewind_dt`: started from and distilling `dense_distilled` instead of `dense`.
   `structured_gmp_S`: the structured magnitude baseline (the weakest groups
-  by norm, `GroupMagnitudeOptimizer`), no shrinkage.
+  by norm, `GroupMagnitudeOptimizer`), no shrinkage. `structured_S_bB_rewind_dt`:
+  whole blocks as groups too: B% of the attention blocks and B% of the
+  feed-forward blocks go (RPP picks the layers), within S% of heads and neurons.
 - `layerdrop_R_top|bottom|alternate`: the smaller dense model of equal or
   lower latency: the dense model with R of its 6 encoder layers removed
   (`tf-rpp finetune --keep-layers`; the top ones, the bottom ones, or every
@@ -132,6 +134,12 @@ def _cells():
         # cell's own second run); the drop is still against `dense`.
         cells[f"structured_h{heads}_n{neurons}_rewind_dt"] = dict(
             cells[f"structured_h{heads}_n{neurons}_rewind"], start="dense_distilled")
+    # Whole attention and feed-forward blocks as groups beside heads and neurons (CoFi-style): `b{B}` removes
+    # B% of the layers' attention blocks and B% of their feed-forward blocks, chosen by RPP across layers,
+    # inside the cell's overall share of heads and neurons.
+    for level, blocks in ((60, 33), (70, 33), (70, 50), (75, 50)):
+        cells[f"structured_{level}_b{blocks}_rewind_dt"] = dict(cells[f"structured_{level}_rewind_dt"],
+                                                                 structured_blocks=blocks / 100)
     # The smaller dense model of the same family: the dense model with `removed` of its 6 encoder layers
     # dropped (Sajjad et al.), trained and distilled like the structured cells, each kept layer matching
     # the teacher's layer it was. `_top` drops the top layers, `_bottom` the bottom ones, `_alternate`
@@ -262,8 +270,8 @@ def train(args, task, cell, seed):
                                    teacher=dense, **distill, **common).to_dict()
         result["upstream_wall_time_s"] = upstream["wall_time_s"]
     else:
-        pruning = {k: spec[k] for k in ("sparsity", "method", "structured", "structured_heads", "rewind",
-                                        "keep_layers") if k in spec}
+        pruning = {k: spec[k] for k in ("sparsity", "method", "structured", "structured_heads",
+                                        "structured_blocks", "rewind", "keep_layers") if k in spec}
         if "pruning_share" in spec:
             pruning["pruning_steps"] = int(spec["pruning_share"] * args.steps)
         result = pipeline.finetune(out=folder, init_model=dense, teacher=dense, **distill, **pruning,
@@ -331,6 +339,7 @@ def summarize(args, tasks, cells, seeds):
                    "accuracy": _spread(values), "drop_vs_dense": _spread([-d for d in paired]) if paired else None,
                    "sparsity": spec.get("sparsity"), "structured": spec.get("structured"),
                    "structured_heads": spec.get("structured_heads", spec.get("structured")),
+                   "structured_blocks": spec.get("structured_blocks"),
                    "method": spec.get("method", "rpp") if spec["kind"] != "dense" else None,
                    "compute_s_mean": statistics.mean(own),
                    "starts_from_dense": spec["kind"] != "dense"}

@@ -63,7 +63,8 @@ def fixed_mask(out):
 
 def structured(out):
     model = tiny_classifier(seed=4)
-    optimizer = tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(1e-3))
+    # Heads, and whole feed-forward blocks (one of the two layers loses its feed-forward block).
+    optimizer = tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(1e-3), kinds=("heads", "feedforward"))
     compile_classifier(model, optimizer)
     schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, begin_step=0, end_step=40, frequency=5)
     model.fit(classification_dataset(n=320, batch=16), epochs=3, verbose=0, callbacks=[tf_rpp.RPPCallback(schedule)])
@@ -73,6 +74,7 @@ def structured(out):
     return {"removed": optimizer.removed_groups(), "frozen": optimizer.frozen,
             "shrunk_max_diff": float(np.max(np.abs(_numpy(model(INPUTS)) - _numpy(small(INPUTS))))),
             "heads": tf_rpp.structured.parameter_counts(small.backbone)["heads"],
+            "intermediate": tf_rpp.structured.parameter_counts(small.backbone)["intermediate"],
             "logits": _numpy(small(INPUTS)).tolist(), "path": path}
 
 

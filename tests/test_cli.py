@@ -58,9 +58,25 @@ def test_recipe_flags_still_parse():
     assert config.data == ("train.csv", "dev.csv") and config.text_columns == ("premise", "hypothesis")
 
 
+def test_speedup_fills_in_its_measured_recipe_and_refuses_a_second_choice(tmp_path):
+    args = cli.build_parser().parse_args(["finetune", "--speedup", "2"])
+    config = options.config_from_arguments(FinetuneConfig, args).with_speedup_recipe()
+    assert (config.structured, config.structured_heads, config.rewind) == (0.65, 0.35, True)
+    config.check()
+    with pytest.raises(SystemExit):  # argparse: only measured speed-ups
+        cli.build_parser().parse_args(["finetune", "--speedup", "4"])
+    from tf_rpp import pipeline
+
+    with pytest.raises(ValueError, match="--speedup chooses what to remove; do not pass --structured"):
+        pipeline.finetune(speedup=3, structured=0.5, steps=1, out=str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists()
+
+
 def _tf_rpp():
-    path = shutil.which("tf-rpp") or os.path.join(os.path.dirname(sys.executable), "tf-rpp")
-    if not os.path.exists(path):
+    # The command installed with the interpreter running the tests first (PATH may name another one).
+    beside = os.path.join(os.path.dirname(sys.executable), "tf-rpp")
+    path = beside if os.path.exists(beside) else shutil.which("tf-rpp")
+    if not path or not os.path.exists(path):
         pytest.fail("the tf-rpp command is not installed: pip install -e .")
     return path
 

@@ -265,3 +265,62 @@ def test_group_scale_is_read_when_built_and_the_xla_step_sorts_nothing():
     step = tf.function(lambda: optimizer.apply(grads, variables), jit_compile=True)
     hlo = step.experimental_get_compiler_ir()(stage="hlo")
     assert " sort(" not in hlo and "multiply(" in hlo
+
+
+def test_whole_blocks_are_a_group_kind_that_shrinks_to_a_residual_bias(tmp_path):
+    # 4 layers: half of the attention blocks and half of the feed-forward blocks go, chosen by RPP
+    # across layers, alongside a quarter of the heads and neurons of what is left.
+    model = tiny_classifier(hidden=16, layers=4)
+    kinds = ("heads", "neurons", "attention", "feedforward")
+    optimizer = tf_rpp.GroupRPPOptimizer(keras.optimizers.AdamW(1e-3), kinds=kinds,
+                                         relative_targets={"heads": 0.5, "neurons": 0.5})
+    compile_classifier(model, optimizer)
+    callback = tf_rpp.RPPCallback(tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, 0, 60, frequency=5))
+    history = model.fit(classification_dataset(n=256).repeat(), steps_per_epoch=10, epochs=8,
+                        callbacks=[callback], verbose=0)
+    removed = optimizer.removed_groups()
+    assert removed["attention"] == 0.5 and removed["feedforward"] == 0.5
+    # A removed block's heads and neurons are removed too (nested groups).
+    assert removed["heads"] >= 0.5 and removed["neurons"] >= 0.5
+    assert "attention_removed" in history.history and "feedforward_strength" in history.history
+    sets = [gs for gs in optimizer.group_sets if gs.kind == "attention"]
+    assert [gs.size for gs in sets] == [1] * 4 and sets[0].weights_per_group == 4 * 16 * 16
+
+    small = shrink.shrink_classifier(model)
+    counts = shrink.parameter_counts(small.backbone)
+    assert counts["heads"].count(0) == 2 and counts["intermediate"].count(0) == 2
+    x = next(iter(classification_dataset(n=32, seed=3)))[0]
+    want = np.asarray(model.predict(x, verbose=0))
+    assert np.max(np.abs(np.asarray(small.predict(x, verbose=0)) - want)) <= 1e-5
+    path = str(tmp_path / "blocks.keras")
+    small.save(path)
+    loaded = keras.models.load_model(path)
+    assert shrink.parameter_counts(loaded.backbone)["heads"] == counts["heads"]
+    assert np.max(np.abs(np.asarray(loaded.predict(x, verbose=0)) - want)) <= 1e-5
+    # Shrinking a shrunk model again keeps it as it is.
+    again = shrink.shrink_classifier(loaded)
+    assert shrink.parameter_counts(again.backbone) == counts
+    from tf_rpp import export
+    from tf_rpp_lite import load_interpreter
+
+    tflite_path = str(tmp_path / "blocks.tflite")
+    export.export_tflite(small, tflite_path, sequence_length=x["token_ids"].shape[1], batch_size=1,
+                         metadata=False, scores="logits")
+    runner = load_interpreter(tflite_path)[0].get_signature_runner()
+    out = list(runner(**{k: np.asarray(v[:1], "int32") for k, v in x.items()}).values())[0]
+    assert np.max(np.abs(out - want[:1])) <= 1e-4
+
+
+def test_block_groups_take_whole_weights_and_are_ranked_with_no_per_layer_floor():
+    weights = {"a": np.full((2, 3), 0.1), "b": np.full((2, 3), 5.0), "c": np.full((3, 2), 1.0)}
+    sets = [groups.GroupSet("feedforward", "l0", (("a", None),), 1),
+            groups.GroupSet("feedforward", "l1", (("b", None), ("c", None)), 1)]
+    np.testing.assert_allclose(groups.group_norms(weights, sets[1]), [np.sqrt(6 * 25 + 6)])
+    mask = groups.structured_mask(weights, sets, 0.5)
+    assert not mask["a"].any() and mask["b"].all() and mask["c"].all()
+    members = [(weights["b"].astype("float32"), None), (weights["c"].astype("float32"), None)]
+    norms = np.asarray(proximal.group_norms(members))
+    assert norms.shape == (1,) and norms[0] == pytest.approx(np.sqrt(156), rel=1e-6)
+    shrunk = proximal.group_reweighted_prox(members, np.ones(1, "float32"), np.float32(norms[0] / 2))
+    np.testing.assert_allclose(np.asarray(shrunk[0]), weights["b"] / 2, rtol=1e-6)
+    assert not np.asarray(proximal.group_reweighted_prox(members, np.ones(1, "float32"), 100.0)[1]).any()

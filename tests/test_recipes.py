@@ -222,14 +222,19 @@ def test_glue_finetune_structured_prunes_shrinks_and_exports(dense_teacher, tmp_
     # Through the recipe's command line, as a user runs it: the default XLA-compiled train step.
     result = glue_finetune.main([
         "--task", "rt_polarity", "--init-model", str(dense_teacher), "--teacher", str(dense_teacher),
-        "--structured", "0.5", "--structured-heads", "0.25", "--steps", "8", "--pruning-steps", "6", "--shrink",
-        "--export-tflite",
+        "--structured", "0.5", "--structured-heads", "0.25", "--structured-blocks", "0.5", "--steps", "8",
+        "--pruning-steps", "6", "--shrink", "--export-tflite",
         "--out", str(tmp_path), "--batch-size", "8", "--sequence-length", "32", "--eval-limit", "32",
         "--verbose", "0"])
-    # 2 layers x 4 heads, 2 x 128 neurons; exactly a quarter of the heads and half the neurons removed.
-    assert result.removed_groups == {"heads": 0.25, "neurons": 0.5}
-    assert result.mask_held is True and result.structured_heads == 0.25
-    assert sum(result.shrunk["heads"]) == 6 and sum(result.shrunk["intermediate"]) == 128
+    # 2 layers x 4 heads, 2 x 128 neurons: one of the two attention blocks and one of the two feed-forward
+    # blocks removed whole, and with them at least the heads' and neurons' own targets.
+    removed = result.removed_groups
+    assert removed["attention"] == 0.5 and removed["feedforward"] == 0.5
+    assert removed["heads"] >= 0.5 and removed["neurons"] >= 0.5
+    assert result.mask_held is True and result.structured_heads == 0.25 and result.structured_blocks == 0.5
+    assert 0 in result.shrunk["heads"] and 0 in result.shrunk["intermediate"]
+    assert sum(result.shrunk["heads"]) == round(8 * (1 - removed["heads"]))
+    assert sum(result.shrunk["intermediate"]) == round(256 * (1 - removed["neurons"]))
     assert result.shrunk["total_parameters"] < result.dense_parameters
     masked = tf_rpp.load_model(tmp_path / "model.keras", compile=False)
     small = tf_rpp.load_model(tmp_path / "model_shrunk.keras", compile=False)
@@ -242,6 +247,8 @@ def test_glue_finetune_structured_prunes_shrinks_and_exports(dense_teacher, tmp_
         pipeline.finetune(structured_heads=0.3, steps=1, out=str(tmp_path / "x"))
     with pytest.raises(ValueError, match=r"--structured-heads is a fraction in \[0, 1\)"):
         pipeline.finetune(structured=0.5, structured_heads=1.0, steps=1, out=str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="--structured-blocks needs --structured"):
+        pipeline.finetune(structured_blocks=0.5, steps=1, out=str(tmp_path / "x"))
 
 
 def test_downstream_unstructured_pruning_from_the_dense_model(dense_teacher, tmp_path):

@@ -116,7 +116,8 @@ def group_norms(members):
     Args:
         members: a list of `(tensor, axis)`: `tensor`'s slices along `axis`
             belong to groups 0, 1, ... in order. All members have the same
-            length along their axis.
+            length along their axis. An axis of `None` makes the whole tensor
+            part of one group (a block).
 
     Returns:
         A float32 vector with one norm per group.
@@ -131,6 +132,10 @@ def group_norms(members):
     """
     total = None
     for tensor, axis in members:
+        if axis is None:
+            squares = ops.reshape(ops.sum(ops.square(ops.cast(tensor, "float32"))), (1,))
+            total = squares if total is None else ops.add(total, squares)
+            continue
         axis = axis % len(ops.shape(tensor))
         others = tuple(i for i in range(len(ops.shape(tensor))) if i != axis)
         squares = ops.sum(ops.square(ops.cast(tensor, "float32")), axis=others)
@@ -157,7 +162,7 @@ def group_shrink_factors(norms, thresholds):
 
 
 def scale_groups(tensor, factors, axis):
-    """Multiplies every slice of `tensor` along `axis` by its group's factor.
+    """Multiplies every slice of `tensor` along `axis` by its group's factor (all of it, for `axis=None`).
 
     Example:
 
@@ -167,9 +172,9 @@ def scale_groups(tensor, factors, axis):
            [0. , 0.5, 1. ]], dtype=float32)
     """
     rank = len(ops.shape(tensor))
-    axis = axis % rank
     shape = [1] * rank
-    shape[axis] = -1
+    if axis is not None:
+        shape[axis % rank] = -1
     return ops.multiply(tensor, ops.cast(ops.reshape(factors, shape), tensor.dtype))
 
 

@@ -1,5 +1,5 @@
 """Pictures of pruning: sparsity sweeps, mask patterns, per-layer bars, embedding t-SNE,
-accuracy against latency.
+accuracy against latency and speed-up.
 
 Each function draws one matplotlib figure, writes it to `path` when given
 (PNG, written atomically) and returns the figure. Nothing here trains or
@@ -244,6 +244,56 @@ def plot_frontier(rows, path=None, variant="int8", title=None):
             ax.set_xlabel(label)
             ax.set_ylabel(f"{task} dev accuracy (seed mean +- std)")
             ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1.02)
+    return _finish(fig, path)
+
+
+def plot_speedup_frontier(points, path=None, title=None):
+    """Accuracy lost against `.tflite` speed-up (float32, dynamic int8) and file size, one point per recipe.
+
+    The picture a user reads to choose a model: how many points each recipe
+    loses (seed mean, error bar one standard deviation) for how much lower
+    latency than the dense file, with each family (structured pruning, whole
+    blocks, smaller models by layer dropping) in its own colour.
+
+    Args:
+        points: dicts with `label`, `family` (any string; one colour each),
+            `drop` (`mean`, `std`, points lost against dense), `speedup` and
+            `megabytes` (each a dict from `"float32"` / `"int8"` to a number).
+
+    Example:
+
+    >>> points = [{"label": "heads+neurons 50%", "family": "structured", "drop": {"mean": 0.6, "std": 0.3},
+    ...            "speedup": {"float32": 2.1, "int8": 1.7}, "megabytes": {"float32": 69.0, "int8": 17.7}},
+    ...           {"label": "3 of 6 layers", "family": "layer drop", "drop": {"mean": 1.4, "std": 0.5},
+    ...            "speedup": {"float32": 2.0, "int8": 2.0}, "megabytes": {"float32": 69.2, "int8": 17.8}}]
+    >>> fig = plot_speedup_frontier(points)
+    """
+    plt = _pyplot()
+    families = list(dict.fromkeys(p["family"] for p in points))
+    colors = ["#c0392b", "#2c7fb8", "#555555", "#7b3294", "#e67e22", "#27ae60"]
+    markers = ["o", "s", "^", "v", "D", "P"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    panels = ((axes[0], "speedup", "float32", "speed-up vs dense, float32 (1 thread, 64 tokens)"),
+              (axes[1], "speedup", "int8", "speed-up vs dense, dynamic int8 (1 thread, 64 tokens)"),
+              (axes[2], "megabytes", "int8", ".tflite size, dynamic int8 (MB)"))
+    for ax, field, variant, label in panels:
+        for i, family in enumerate(families):
+            chosen = [p for p in points if p["family"] == family and variant in p.get(field, {})]
+            if not chosen:
+                continue
+            ax.errorbar([p[field][variant] for p in chosen], [p["drop"]["mean"] for p in chosen],
+                        yerr=[p["drop"].get("std", 0.0) for p in chosen], fmt=markers[i % len(markers)],
+                        color=colors[i % len(colors)], capsize=3, label=family)
+            for p in chosen:
+                ax.annotate(p["label"], (p[field][variant], p["drop"]["mean"]), textcoords="offset points",
+                            xytext=(4, 4), fontsize=7)
+        ax.axhline(0.0, color="#999999", linewidth=0.8)
+        ax.set_xlabel(label)
+        ax.set_ylabel("accuracy points lost vs dense (seed mean +- std)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10, y=1.02)
     return _finish(fig, path)

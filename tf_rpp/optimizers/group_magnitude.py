@@ -21,7 +21,7 @@ class GroupMagnitudeOptimizer(MaskedOptimizer):
 
     Args:
         inner_optimizer: the `keras.optimizers.Optimizer` that takes the steps.
-        kinds: which groups, a subset of `("heads", "neurons")`.
+        kinds: which groups, a subset of `("heads", "neurons", "attention", "feedforward")`.
         relative_targets: as in `GroupRPPOptimizer`: a dict from kind to a
             factor > 0 on the schedule's target.
         prune, include_embeddings, mask_gradients, name: as in `MaskedOptimizer`.

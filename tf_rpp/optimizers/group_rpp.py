@@ -1,4 +1,4 @@
-"""`GroupRPPOptimizer`: structured RPP over attention heads and feed-forward neurons."""
+"""`GroupRPPOptimizer`: structured RPP over attention heads, feed-forward neurons and whole blocks."""
 
 import keras
 import numpy as np
@@ -29,7 +29,7 @@ class GroupRPPOptimizer(GroupMagnitudeOptimizer):
     so groups whose norm falls below their threshold become exactly zero
     together. The group norms are computed on every step anyway, so the
     reweighting `gamma_g` is refreshed on every step at no cost. `lambda_k` is
-    one per kind (heads, neurons): `group_strength * s_k`, where `s_k` is the
+    one per kind (heads, neurons, blocks): `group_strength * s_k`, where `s_k` is the
     median squared group norm of that kind when the optimizer is built. Heads hold ~100x
     more weights than neurons, so one raw lambda could not fit both; with this
     scaling `lr * group_strength` is roughly the fraction of its norm a median
@@ -55,7 +55,10 @@ class GroupRPPOptimizer(GroupMagnitudeOptimizer):
     Args:
         inner_optimizer: the `keras.optimizers.Optimizer` that takes the steps.
         group_strength: the initial, scale-free group lambda (see above).
-        kinds: which groups, a subset of `("heads", "neurons")`.
+        kinds: which groups, a subset of `("heads", "neurons", "attention",
+            "feedforward")`; the last two are whole blocks, one group per
+            layer (see `tf_rpp.structured.groups`): a removed block shrinks
+            to its output bias on the residual path.
         relative_targets: a dict from kind to a factor > 0 on the schedule's
             target for that kind (default 1 for every kind); a kind's target
             must stay below 1.
@@ -139,7 +142,7 @@ class GroupRPPOptimizer(GroupMagnitudeOptimizer):
         return float(self.group_strength_variable.numpy()[self.kinds.index(kind)])
 
     def set_group_strength(self, kind, value):
-        """Sets the scale-free lambda of `kind` (`"heads"` or `"neurons"`)."""
+        """Sets the scale-free lambda of `kind` (one of `kinds`)."""
         value = check_strength(value, "group_strength")
         self._require_built("set_group_strength()")
         values = self.group_strength_variable.numpy()
@@ -160,7 +163,7 @@ class GroupRPPOptimizer(GroupMagnitudeOptimizer):
         if self.l1 is not None:
             self.l1.apply(self, learning_rate)  # also applies the mask
         else:
-            self._enforce_mask()
+            self.enforce_mask()
 
     def _shrink_groups_with_tf_distribute(self, learning_rate, kinds):
         epsilon = self.group_epsilon

@@ -227,11 +227,19 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
         return gradients.mask_gradient(gradient, self._mask_variables[slot])
 
     def _after_inner_step(self, learning_rate):
-        self._enforce_mask()
+        self.enforce_mask()
 
-    def _enforce_mask(self):
+    def enforce_mask(self):
+        """Zeros every pruned weight where the mask is False (the pruning steps call it after their update).
+
+        Example:
+
+        ```python
+        optimizer.enforce_mask()   # after changing weights by hand
+        ```
+        """
         if keras.backend.backend() == "torch":
-            mask_in_place(self._pruned_variables, self._mask_variables)
+            _mask_in_place(self._pruned_variables, self._mask_variables)
             return
         self.update_each_pruned(lambda w, mask: w.assign(proximal.apply_mask(w, mask)), self._mask_variables)
 
@@ -260,7 +268,7 @@ class MaskedOptimizer(keras.optimizers.Optimizer):
         # here would make two fit() calls differ from one.
         self.inner_optimizer.finalize_variable_values(var_list)
         if self.built:
-            self._enforce_mask()
+            self.enforce_mask()
 
     # Mask access, used by RPPCallback and by people.
 
@@ -442,18 +450,9 @@ selection.weight_key(v): masks_lib.zero_count(v.value) for v in self._pruned_var
         return cls(**config)
 
 
-def mask_in_place(weights, mask_variables):
-    """PyTorch only: zeros each weight where its boolean mask variable is False, in place.
-
-    PyTorch runs the optimizer eagerly, so a multiply in place is one pass over
-    each weight, a quarter of the time of `where` and an assignment.
-
-    Example:
-
-    ```python
-    mask_in_place(optimizer.pruned_variables, optimizer.mask_variables)
-    ```
-    """
+def _mask_in_place(weights, mask_variables):
+    # PyTorch only: PyTorch runs the optimizer eagerly, so a multiply in place is one pass over each
+    # weight, a quarter of the time of `where` and an assignment.
     import torch
 
     with torch.no_grad():

@@ -12,7 +12,6 @@ from tf_rpp import controller
 from tf_rpp import proximal
 from tf_rpp.optimizers import distribute
 from tf_rpp.optimizers.masked import MaskedOptimizer
-from tf_rpp.optimizers.masked import mask_in_place
 from tf_rpp.optimizers.validation import check_epsilon
 from tf_rpp.optimizers.validation import check_period
 from tf_rpp.optimizers.validation import check_strength
@@ -107,7 +106,7 @@ class ReweightedL1:
                 if reweight:
                     gamma.assign(proximal.reweight(weight.value, self.epsilon))
                 weight.assign(proximal.reweighted_l1_prox(weight.value, gamma.value, step_size))
-            mask_in_place(optimizer.pruned_variables, optimizer.mask_variables)
+            optimizer.enforce_mask()
             return
         for weight, gamma, mask in zip(optimizer.pruned_variables, self.gamma_variables, optimizer.mask_variables):
             new_gamma = ops.where(reweight_now, proximal.reweight(weight.value, self.epsilon), gamma.value)

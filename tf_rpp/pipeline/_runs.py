@@ -180,19 +180,43 @@ def build_optimizer(config, classifier):
 
 
 def group_kinds(config):
-    """`GroupRPPOptimizer`'s `kinds` and `relative_targets` for `config.structured_heads`.
+    """`GroupRPPOptimizer`'s `kinds` and `relative_targets` for `config.structured_heads` and `_blocks`.
 
     Example:
 
     >>> from tf_rpp.pipeline import FinetuneConfig
     >>> group_kinds(FinetuneConfig(structured=0.6, structured_heads=0.3))
     {'kinds': ('heads', 'neurons'), 'relative_targets': {'heads': 0.5}}
+    >>> group_kinds(FinetuneConfig(structured=0.5, structured_blocks=0.25))["relative_targets"]
+    {'attention': 0.5, 'feedforward': 0.5}
     """
-    if config.structured_heads is None:
-        return {"kinds": ("heads", "neurons"), "relative_targets": None}
+    kinds, relative = ["heads", "neurons"], {}
     if config.structured_heads == 0:
-        return {"kinds": ("neurons",), "relative_targets": None}
-    return {"kinds": ("heads", "neurons"), "relative_targets": {"heads": config.structured_heads / config.structured}}
+        kinds.remove("heads")
+    elif config.structured_heads is not None:
+        relative["heads"] = config.structured_heads / config.structured
+    if config.structured_blocks is not None:
+        kinds += ["attention", "feedforward"]
+        relative.update(dict.fromkeys(("attention", "feedforward"), config.structured_blocks / config.structured))
+    return {"kinds": tuple(kinds), "relative_targets": relative or None}
+
+
+def learned_mask(config, optimizer, given=None):
+    """The mask `--sparsity` or `--structured` learned while fine-tuning, saved as `mask.npz`; else `given`.
+
+    Example:
+
+    ```python
+    mask = learned_mask(config, optimizer, given=mask)   # the --mask passed in when nothing was learned
+    ```
+    """
+    if config.structured is None and config.sparsity is None:
+        return given
+    if not optimizer.frozen:
+        raise RuntimeError("The mask was not hardened: --pruning-steps exceeds the steps run.")
+    mask = optimizer.get_mask()
+    mask.save(os.path.join(config.out, "mask.npz"))
+    return mask
 
 
 def check_mask_held(result, mask, model):

@@ -17,6 +17,7 @@ import os
 from tf_rpp import models
 from tf_rpp.data import tasks
 from tf_rpp.pipeline.options import option
+from tf_rpp.structured import layer_drop
 
 
 @dataclasses.dataclass
@@ -115,6 +116,14 @@ class PruneResult:
         return dataclasses.asdict(self)
 
 
+# The structured recipe measured with the fewest points lost for each speed-up of the phone file
+# (float32, 1 thread, 64 tokens, MiniLM; docs/which-model.md): `--speedup N` fills these in.
+SPEEDUP_RECIPES = {
+    2: {"structured": 0.65, "structured_heads": 0.35, "rewind": True},
+    3: {"structured": 0.70, "rewind": True},
+}
+
+
 @dataclasses.dataclass
 class FinetuneConfig:
     """Settings of `finetune`; the defaults are the recipes'. Every field is a `tf-rpp finetune` flag."""
@@ -170,6 +179,14 @@ class FinetuneConfig:
     structured: float = option(None, "structured RPP while fine-tuning: remove this fraction of the attention "
                                "heads and of the feed-forward neurons (GroupRPPOptimizer, PolynomialDecay)",
                                type=float)
+    speedup: int = option(None, "instead of --structured: the measured structured recipe for this speed-up of the "
+                          ".tflite (2: 35% of heads, 65% of neurons; 3: 70% of both; kept weights rewound); "
+                          "pair it with --init-model and --teacher (the dense fine-tuned model) and "
+                          "--learning-rate 6e-4, as measured (docs/which-model.md)", type=int, choices=(2, 3))
+    structured_blocks: float = option(None, "with --structured: also remove this fraction of the layers' whole "
+                                      "attention blocks and of their feed-forward blocks, chosen by RPP across "
+                                      "layers (a removed block leaves its output bias on the residual path)",
+                                      type=float)
     structured_heads: float = option(None, "with --structured: remove this fraction of the attention heads instead "
                                      "(--structured then counts feed-forward neurons only); heads cost less "
                                      "latency than their share of the weights at short sequences; 0 keeps them "
@@ -191,6 +208,27 @@ class FinetuneConfig:
                           "other settings is refused before any work; an interrupted one trains again)")
     verbose: int = option(1, "Keras progress display: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2))
 
+    def with_speedup_recipe(self):
+        """This config with `--speedup N` turned into its structured recipe (`SPEEDUP_RECIPES`); else itself.
+
+        Example:
+
+        >>> FinetuneConfig(speedup=3).with_speedup_recipe().structured
+        0.7
+        """
+        if self.speedup is None:
+            return self
+        if self.speedup not in SPEEDUP_RECIPES:
+            raise ValueError(f"--speedup {self.speedup} has no measured recipe; choose one of "
+                             f"{sorted(SPEEDUP_RECIPES)}, or set --structured yourself.")
+        given = [flag for flag, value in (("--structured", self.structured), ("--sparsity", self.sparsity),
+                                          ("--mask", self.mask), ("--keep-layers", self.keep_layers),
+                                          ("--structured-heads", self.structured_heads),
+                                          ("--structured-blocks", self.structured_blocks)) if value is not None]
+        if given:
+            raise ValueError(f"--speedup chooses what to remove; do not pass {', '.join(given)} with it.")
+        return dataclasses.replace(self, **SPEEDUP_RECIPES[self.speedup])
+
     def check(self):
         """Raises ValueError for settings that cannot work, before any data or model is loaded."""
         if self.steps < 1 or self.batch_size < 1:
@@ -204,6 +242,11 @@ class FinetuneConfig:
                 raise ValueError("--structured-heads needs --structured (the feed-forward neurons' fraction).")
             if not 0 <= self.structured_heads < 1:
                 raise ValueError(f"--structured-heads is a fraction in [0, 1); received {self.structured_heads}.")
+        if self.structured_blocks is not None:
+            if self.structured is None:
+                raise ValueError("--structured-blocks needs --structured (the heads' and neurons' fraction).")
+            if not 0 < self.structured_blocks < 1:
+                raise ValueError(f"--structured-blocks is a fraction in (0, 1); received {self.structured_blocks}.")
         if self.structured is None and self.shrink:
             raise ValueError("--shrink needs --structured (only removed heads and neurons can be dropped).")
         pruning = [flag for flag, value in (("--sparsity", self.sparsity), ("--structured", self.structured))
@@ -224,9 +267,10 @@ class FinetuneConfig:
             if self.mask or pruning:
                 raise ValueError("--keep-layers trains a smaller dense model; it does not combine with --mask, "
                                  "--sparsity or --structured.")
-            kept = list(self.keep_layers)
-            if not kept or sorted(set(kept)) != kept or kept[0] < 0:
-                raise ValueError(f"--keep-layers takes distinct layer indices from 0, ascending; received {kept}.")
+            try:
+                layer_drop.check_kept(self.keep_layers)
+            except ValueError as error:
+                raise ValueError(f"--keep-layers: {error}") from None
         if self.teacher_layers < 0 or (self.teacher_layers > 0 and not self.teacher):
             raise ValueError("--teacher-layers is a weight >= 0 and needs --teacher (the model whose layer outputs "
                              f"to match); received {self.teacher_layers} with --teacher {self.teacher}.")
@@ -263,6 +307,7 @@ class FinetuneResult:
     method: str = None
     structured: float = None
     structured_heads: float = None
+    structured_blocks: float = None
     pruning_steps: int = None
     rewind: bool = False
     removed_groups: dict = None

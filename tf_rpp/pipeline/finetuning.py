@@ -69,7 +69,7 @@ def finetune(config=None, **overrides):
     result = finetune(task="rt_polarity", preset="runs/prune/preset", mask="runs/prune/mask.npz", out="runs/rt")
     ```
     """
-    config = dataclasses.replace(config or FinetuneConfig(), **overrides)
+    config = dataclasses.replace(config or FinetuneConfig(), **overrides).with_speedup_recipe()
     config.check()
     _runs.check_backend(config)
     if config.resume:
@@ -189,11 +189,7 @@ def _train(config, spec, classifier, teacher, train):
     with models.preprocessor_detached(classifier):  # the batches are preprocessed
         trained.fit(train, steps_per_epoch=config.steps, epochs=1, verbose=config.verbose, callbacks=callbacks,
                     shuffle=False)
-    if config.structured is not None or config.sparsity is not None:
-        if not optimizer.frozen:
-            raise RuntimeError("The mask was not hardened: --pruning-steps exceeds the steps run.")
-        mask = optimizer.get_mask()
-        mask.save(os.path.join(config.out, "mask.npz"))
+    mask = _runs.learned_mask(config, optimizer, given=mask)
     return optimizer, mask
 
 
@@ -217,7 +213,7 @@ def _evaluate(config, spec, classifier, dev, optimizer, mask):
         _runs.check_mask_held(result, mask, classifier)
     if config.structured is not None or config.sparsity is not None:
         result.structured, result.sparsity, result.rewind = config.structured, config.sparsity, config.rewind
-        result.structured_heads = config.structured_heads
+        result.structured_heads, result.structured_blocks = config.structured_heads, config.structured_blocks
         result.pruning_steps = config.prune_steps
         result.method = config.method
     if config.structured is not None:
@@ -227,8 +223,12 @@ def _evaluate(config, spec, classifier, dev, optimizer, mask):
 
 def _removed_groups_text(config):
     if config.structured_heads is None:
-        return f"{config.structured:.0%} of heads and neurons"
-    return f"{config.structured_heads:.0%} of heads, {config.structured:.0%} of neurons"
+        text = f"{config.structured:.0%} of heads and neurons"
+    else:
+        text = f"{config.structured_heads:.0%} of heads, {config.structured:.0%} of neurons"
+    if config.structured_blocks is not None:
+        text += f", {config.structured_blocks:.0%} of attention and feed-forward blocks"
+    return text
 
 
 def _batches(config, train, preprocessor):

@@ -96,11 +96,7 @@ def finetune_squad(config):
                       jit_compile=_runs.jit_compile(config))
         model.fit(train, steps_per_epoch=config.steps, epochs=1, verbose=config.verbose, callbacks=callbacks,
                   shuffle=False)
-    if config.structured is not None or config.sparsity is not None:
-        if not optimizer.frozen:
-            raise RuntimeError("The mask was not hardened: --pruning-steps exceeds the steps run.")
-        mask = optimizer.get_mask()
-        mask.save(os.path.join(config.out, "mask.npz"))
+    mask = _runs.learned_mask(config, optimizer, given=mask)
     logits = model.predict(qa.to_dataset(dev_windows, model, labels=False).batch(64), verbose=0)
     answers = qa.best_answers(dev_examples, dev_windows, logits)
     metrics = squad.evaluate(answers, dev_examples)

@@ -1,17 +1,25 @@
-"""Weight groups for structured pruning: attention heads and feed-forward neurons.
+"""Weight groups for structured pruning: heads, neurons and whole blocks.
 
 A group is everything one unit of a keras-hub BERT encoder layer owns:
 
-- a head: its columns of the query, key and value kernels
+- a head (`"heads"`): its columns of the query, key and value kernels
   (`[hidden, heads, head_dim]`, axis 1) and its rows of the attention output
   kernel (`[heads, head_dim, hidden]`, axis 0);
-- a neuron: its column of the intermediate kernel (`[hidden, intermediate]`,
-  axis 1) and its row of the output kernel (`[intermediate, hidden]`, axis 0).
+- a neuron (`"neurons"`): its column of the intermediate kernel
+  (`[hidden, intermediate]`, axis 1) and its row of the output kernel
+  (`[intermediate, hidden]`, axis 0);
+- an attention block (`"attention"`): all four attention kernels of a layer,
+  one group per layer (a member axis of `None` means the whole weight);
+- a feed-forward block (`"feedforward"`): both feed-forward kernels of a layer.
 
 A head whose output rows are zero adds nothing to the layer, whatever its query,
 key, value or biases hold, and likewise a neuron whose output row is zero; so a
 model whose removed groups are zero computes exactly what the model without them
-computes (`tf_rpp.structured.shrink` builds that smaller model).
+computes (`tf_rpp.structured.shrink` builds that smaller model). A removed block
+leaves only its output bias on the residual path: the block becomes a residual
+connection plus a constant, the way CoFi pruning (Xia et al. 2022) removes
+whole attention and feed-forward layers. Blocks nest heads and neurons, so the
+kinds combine: the blocks a step removes count as removed heads and neurons.
 
 Example:
 
@@ -32,7 +40,8 @@ import numpy as np
 from tf_rpp import selection
 from tf_rpp.masks import SparsityMask
 
-KINDS = ("heads", "neurons")
+KINDS = ("heads", "neurons", "attention", "feedforward")
+BLOCK_KINDS = ("attention", "feedforward")
 
 _MEMBERS = {
     "heads": (
@@ -46,6 +55,9 @@ _MEMBERS = {
         ("feedforward_output_dense/kernel", 0),
     ),
 }
+# A block is one group per layer: the same kernels, each taken whole.
+_MEMBERS["attention"] = tuple((key, None) for key, _ in _MEMBERS["heads"])
+_MEMBERS["feedforward"] = tuple((key, None) for key, _ in _MEMBERS["neurons"])
 _LAYER = re.compile(r"^(.*?transformer_layer_\d+)/")
 
 
@@ -54,10 +66,11 @@ class GroupSet:
     """The groups of one kind in one layer: `size` groups over `members`.
 
     Attributes:
-        kind: `"heads"` or `"neurons"`.
+        kind: one of `KINDS`.
         layer: the encoder layer's key prefix, e.g. `"transformer_layer_0"`.
         members: `((weight_key, axis), ...)`: slice `i` along `axis` of each
-            weight belongs to group `i`.
+            weight belongs to group `i`; an axis of `None` puts the whole
+            weight in the set's single group (a block).
         size: the number of groups.
         weights_per_group: how many weights one group holds.
 
@@ -79,16 +92,16 @@ class GroupSet:
         return f"{self.layer}/{self.kind}"
 
 
-def bert_groups(model_or_variables, kinds=KINDS):
-    """The head and neuron groups of every encoder layer of a keras-hub BERT.
+def bert_groups(model_or_variables, kinds=("heads", "neurons")):
+    """The head, neuron (and block) groups of every encoder layer of a keras-hub BERT.
 
     Args:
         model_or_variables: a keras-hub BERT backbone or task, or a list of
             its variables (the keys are found as `tf_rpp.selection` names them).
-        kinds: which kinds of group, a subset of `("heads", "neurons")`.
+        kinds: which kinds of group, a subset of `KINDS`; default heads and neurons.
 
     Returns:
-        A list of `GroupSet`, layer by layer, heads before neurons.
+        A list of `GroupSet`, layer by layer, in the order of `kinds`.
 
     Raises:
         ValueError: for an unknown kind, or a model with no BERT encoder layer.
@@ -113,7 +126,7 @@ def bert_groups(model_or_variables, kinds=KINDS):
             members = tuple((f"{layer}/{suffix}", axis) for suffix, axis in _MEMBERS[kind])
             if not all(key in shapes for key, _ in members):
                 continue
-            sizes = {shapes[key][axis] for key, axis in members}
+            sizes = {1 if axis is None else shapes[key][axis] for key, axis in members}
             if len(sizes) != 1:
                 raise ValueError(f"The {kind} weights of {layer} disagree on the number of {kind}: {sorted(sizes)}.")
             size = sizes.pop()
@@ -192,7 +205,8 @@ def group_norms(weights, group_set):
     total = np.zeros(group_set.size)
     for key, axis in group_set.members:
         w = np.asarray(weights[key], dtype=np.float64)
-        total += np.sum(np.square(np.moveaxis(w, axis, 0)).reshape(group_set.size, -1), axis=1)
+        w = w.reshape(1, -1) if axis is None else np.moveaxis(w, axis, 0)
+        total += np.sum(np.square(w).reshape(group_set.size, -1), axis=1)
     return np.sqrt(total)
 
 
@@ -247,7 +261,8 @@ def structured_mask(weights, group_sets, target, keep_per_layer=1, keep_zeros=Fa
 
     Groups are ranked across all layers within a kind (heads with heads,
     neurons with neurons), so layers that RPP found more prunable lose more;
-    every layer keeps at least `keep_per_layer` groups of each kind.
+    every layer keeps at least `keep_per_layer` heads and neurons (blocks,
+    one per layer, are ranked across layers with no such floor).
 
     Args:
         weights: a dict from key to NumPy weight, covering the group members
@@ -255,7 +270,7 @@ def structured_mask(weights, group_sets, target, keep_per_layer=1, keep_zeros=Fa
         group_sets: from `bert_groups`.
         target: fraction of groups to remove, in [0, 1); a float, or a dict
             from kind to fraction.
-        keep_per_layer: groups of each kind every layer keeps.
+        keep_per_layer: heads and neurons every layer keeps.
         keep_zeros: also mask the weights that are already exactly zero (for
             structured and unstructured pruning combined); by default only the
             removed groups are masked, so exactly `target` of them go.
@@ -284,14 +299,15 @@ def structured_mask(weights, group_sets, target, keep_per_layer=1, keep_zeros=Fa
             raise ValueError(f"The target fraction of {kind} to remove must be in [0, 1); received {fraction}.")
         sets = [gs for gs in group_sets if gs.kind == kind]
         norms = [group_norms(weights, gs) for gs in sets]
-        # Rank every group of this kind; the strongest `keep_per_layer` of each
-        # layer are ranked last so they are never removed.
+        keep = 0 if kind in BLOCK_KINDS else keep_per_layer
+        # Rank every group of this kind; the strongest `keep` of each layer
+        # are ranked last so they are never removed.
         ranks = []
         for i, n in enumerate(norms):
-            protected = set(np.argsort(-n, kind="stable")[:keep_per_layer].tolist())
+            protected = set(np.argsort(-n, kind="stable")[:keep].tolist())
             ranks += [(j in protected, float(n[j]), i, j) for j in range(len(n))]
         total = sum(gs.size for gs in sets)
-        count = min(int(round(fraction * total)), total - keep_per_layer * len(sets))
+        count = min(int(round(fraction * total)), total - keep * len(sets))
         removed = sorted(ranks)[:max(count, 0)]
         drop = [np.zeros(gs.size, bool) for gs in sets]
         for _, _, i, j in removed:
@@ -299,6 +315,7 @@ def structured_mask(weights, group_sets, target, keep_per_layer=1, keep_zeros=Fa
         for gs, d in zip(sets, drop):
             for key, axis in gs.members:
                 shape = [1] * masks[key].ndim
-                shape[axis] = gs.size
+                if axis is not None:
+                    shape[axis] = gs.size
                 masks[key] = masks[key] & ~d.reshape(shape)
     return SparsityMask(masks, {"method": "structured", "target": targets, **metadata})

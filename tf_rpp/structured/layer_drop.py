@@ -50,8 +50,12 @@ def layers_to_keep(num_layers, keep, strategy="top"):
     return [round(i * num_layers / keep) for i in range(keep)]
 
 
-def check_kept(kept, num_layers):
+def check_kept(kept, num_layers=None):
     """`kept` (an iterable of layer indices) as a validated ascending list.
+
+    Args:
+        kept: layer indices.
+        num_layers: the encoder's layers, when known (indices must be below it).
 
     Example:
 
@@ -59,9 +63,10 @@ def check_kept(kept, num_layers):
     [0, 2]
     """
     kept = [int(i) for i in kept]
-    if not kept or sorted(set(kept)) != kept or kept[0] < 0 or kept[-1] >= num_layers:
-        raise ValueError(f"The layers to keep must be distinct, ascending indices in [0, {num_layers}); "
-                         f"received {kept}.")
+    where = ">= 0" if num_layers is None else f"in [0, {num_layers})"
+    if (not kept or sorted(set(kept)) != kept or kept[0] < 0
+            or (num_layers is not None and kept[-1] >= num_layers)):
+        raise ValueError(f"The layers to keep must be distinct, ascending indices {where}; received {kept}.")
     return kept
 
 

@@ -12,6 +12,8 @@ keras-hub's `TransformerEncoder` derives the head size as
 `hidden_dim // num_heads`, so a layer with 5 of 12 heads cannot be expressed
 with it; `PrunedTransformerEncoder` takes the head size explicitly and keeps
 keras-hub's layer and weight names, so masks and weight keys still line up.
+A layer with no live head (or no live feed-forward unit) loses the whole
+block: only the block's output bias stays on the residual path.
 
 Example:
 
@@ -31,19 +33,52 @@ from tf_rpp import selection
 
 
 @keras.saving.register_keras_serializable(package="tf_rpp")
+class BlockBias(keras.layers.Layer):
+    """What a removed attention or feed-forward block adds to the residual: its output bias.
+
+    Stands in for the block's last sublayer (keras-hub calls it as it calls
+    the attention layer, `layer(query=x, value=x, ...)`, or the output dense,
+    `layer(x)`), so `TransformerEncoder.call` runs unchanged.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = BlockBias()
+    >>> tuple(layer(np.ones((2, 3, 4), "float32")).shape)
+    (2, 3, 4)
+    """
+
+    def build(self, query_shape, value_shape=None):
+        self.bias = self.add_weight(shape=(query_shape[-1],), initializer="zeros", name="bias")
+        self.built = True
+
+    def call(self, query, value=None, attention_mask=None, training=None):
+        return keras.ops.zeros_like(query) + keras.ops.cast(self.bias, query.dtype)
+
+    def compute_output_shape(self, query_shape, value_shape=None):
+        return query_shape
+
+
+@keras.saving.register_keras_serializable(package="tf_rpp")
 class PrunedTransformerEncoder(keras_hub.layers.TransformerEncoder):
-    """keras-hub's `TransformerEncoder` with an explicit head size.
+    """keras-hub's `TransformerEncoder` with an explicit head size, and blocks that may be gone.
 
     Args:
         key_dim: the size of each attention head (keras-hub uses
             `hidden_dim // num_heads`, which changes when heads are removed).
-        **kwargs: as `keras_hub.layers.TransformerEncoder`.
+        **kwargs: as `keras_hub.layers.TransformerEncoder`. `num_heads=0`
+            removes the attention block and `intermediate_dim=0` the
+            feed-forward block: each leaves its output bias (`BlockBias`)
+            on the residual path, then the block's LayerNorm.
 
     Example:
 
     >>> import numpy as np
     >>> layer = PrunedTransformerEncoder(intermediate_dim=5, num_heads=1, key_dim=4)
     >>> tuple(layer(np.zeros((2, 3, 8), "float32")).shape)
+    (2, 3, 8)
+    >>> no_attention = PrunedTransformerEncoder(intermediate_dim=5, num_heads=0, key_dim=4)
+    >>> tuple(no_attention(np.zeros((2, 3, 8), "float32")).shape)
     (2, 3, 8)
     """
 
@@ -54,10 +89,10 @@ class PrunedTransformerEncoder(keras_hub.layers.TransformerEncoder):
     def build(self, inputs_shape):
         # The same sublayers and names as keras-hub's build, with `key_dim` given.
         hidden_dim = inputs_shape[-1]
-        if self.num_heads < 1 or self.key_dim < 1 or self.intermediate_dim < 1:
+        if self.num_heads < 0 or self.key_dim < 1 or self.intermediate_dim < 0:
             raise ValueError(
-                f"{self.name}: a pruned encoder layer needs at least one head and one feed-forward unit; "
-                f"received num_heads={self.num_heads}, key_dim={self.key_dim}, "
+                f"{self.name}: a pruned encoder layer needs num_heads >= 0, key_dim >= 1 and "
+                f"intermediate_dim >= 0; received num_heads={self.num_heads}, key_dim={self.key_dim}, "
                 f"intermediate_dim={self.intermediate_dim}."
             )
         common = dict(
@@ -65,11 +100,15 @@ class PrunedTransformerEncoder(keras_hub.layers.TransformerEncoder):
             bias_initializer=keras.initializers.get(keras.initializers.serialize(self.bias_initializer)),
             dtype=self.dtype_policy,
         )
-        self._self_attention_layer = keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads, key_dim=self.key_dim, dropout=self.dropout,
-            name="self_attention_layer", **common,
-        )
-        self._self_attention_layer.build(query_shape=inputs_shape, value_shape=inputs_shape)
+        if self.num_heads:
+            self._self_attention_layer = keras.layers.MultiHeadAttention(
+                num_heads=self.num_heads, key_dim=self.key_dim, dropout=self.dropout,
+                name="self_attention_layer", **common,
+            )
+            self._self_attention_layer.build(query_shape=inputs_shape, value_shape=inputs_shape)
+        else:
+            self._self_attention_layer = BlockBias(dtype=self.dtype_policy, name="self_attention_layer")
+            self._self_attention_layer.build(inputs_shape)
         self._self_attention_layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="self_attention_layer_norm",
         )
@@ -81,12 +120,17 @@ class PrunedTransformerEncoder(keras_hub.layers.TransformerEncoder):
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="feedforward_layer_norm",
         )
         self._feedforward_layer_norm.build(inputs_shape)
-        self._feedforward_intermediate_dense = keras.layers.Dense(
-            self.intermediate_dim, activation=self.activation, name="feedforward_intermediate_dense", **common,
-        )
-        self._feedforward_intermediate_dense.build(inputs_shape)
-        self._feedforward_output_dense = keras.layers.Dense(hidden_dim, name="feedforward_output_dense", **common)
-        self._feedforward_output_dense.build((*inputs_shape[:-1], self.intermediate_dim))
+        if self.intermediate_dim:
+            self._feedforward_intermediate_dense = keras.layers.Dense(
+                self.intermediate_dim, activation=self.activation, name="feedforward_intermediate_dense", **common,
+            )
+            self._feedforward_intermediate_dense.build(inputs_shape)
+            self._feedforward_output_dense = keras.layers.Dense(hidden_dim, name="feedforward_output_dense", **common)
+            self._feedforward_output_dense.build((*inputs_shape[:-1], self.intermediate_dim))
+        else:
+            self._feedforward_intermediate_dense = keras.layers.Identity(name="feedforward_intermediate_dense")
+            self._feedforward_output_dense = BlockBias(dtype=self.dtype_policy, name="feedforward_output_dense")
+            self._feedforward_output_dense.build(inputs_shape)
         self._feedforward_dropout = keras.layers.Dropout(
             rate=self.dropout, dtype=self.dtype_policy, name="feedforward_dropout",
         )
@@ -322,13 +366,10 @@ def check_shrinkable(backbone):
     return layers
 
 
-def _kept(weights, group_set):
-    kept = groups.kept_groups(weights, group_set)
-    if not kept.any():
-        # A layer with every group removed keeps one zero group: it adds
-        # nothing, and the layer keeps a valid shape.
-        kept[0] = True
-    return np.flatnonzero(kept)
+def _kept(weights, sets, prefix, kind):
+    # A layer whose block is already gone (a shrunk model shrunk again) has no groups of that kind.
+    group_set = sets.get((prefix, kind))
+    return np.zeros(0, int) if group_set is None else np.flatnonzero(groups.kept_groups(weights, group_set))
 
 
 def shrink_backbone(backbone):
@@ -341,7 +382,8 @@ def shrink_backbone(backbone):
 
     A head or neuron is live when any of its kernel entries is nonzero (see
     `tf_rpp.structured.groups`); everything else (embeddings, biases, LayerNorms, the
-    pooler) is copied.
+    pooler) is copied. A layer with no live head loses its attention block and
+    one with no live unit its feed-forward block (their output biases stay).
 
     Args:
         backbone: a keras-hub backbone of one of those families (or a shrunk one).
@@ -360,11 +402,11 @@ def shrink_backbone(backbone):
     layers = check_shrinkable(backbone)
     weights = {selection.weight_key(v): np.asarray(v.numpy()) for v in backbone.weights}
     sets = {(gs.layer, gs.kind): gs for gs in groups.bert_groups(backbone.weights)}
-    key_dim = int(layers[0]._self_attention_layer._key_dim)
+    key_dim = int(getattr(layers[0], "key_dim", 0) or layers[0]._self_attention_layer._key_dim)
     plan = []
     for layer in layers:
-        prefix = _prefix_of(layer, sets)
-        plan.append((layer, _kept(weights, sets[prefix, "heads"]), _kept(weights, sets[prefix, "neurons"])))
+        prefix = _prefix_of(layer, backbone)
+        plan.append((layer, _kept(weights, sets, prefix, "heads"), _kept(weights, sets, prefix, "neurons")))
     num_heads, widths = [len(h) for _, h, _ in plan], [len(n) for _, _, n in plan]
     if not isinstance(backbone, (keras_hub.models.BertBackbone, ShrunkBertBackbone)):
         small = ShrunkBackbone(backbone, num_heads=num_heads, intermediate_dims=widths, key_dim=key_dim,
@@ -389,26 +431,33 @@ def shrink_backbone(backbone):
     return small
 
 
-def _prefix_of(layer, sets):
-    for prefix, _ in sets:
-        if prefix == layer.name or prefix.endswith("/" + layer.name):
-            return prefix
-    raise ValueError(f"No head and neuron groups found for encoder layer {layer.name!r}.")
+def _prefix_of(layer, backbone):
+    # The layer's key prefix as `tf_rpp.selection` names its weights (the LayerNorms exist in every layer).
+    key = selection.weight_key(layer._self_attention_layer_norm.weights[0])
+    return key.split("/self_attention_layer_norm/")[0]
 
 
 def _copy_encoder(source, target, heads, neurons):
     attention, small_attention = source._self_attention_layer, target._self_attention_layer
-    for name in ("_query_dense", "_key_dense", "_value_dense"):
-        kernel, bias = getattr(attention, name).get_weights()
-        getattr(small_attention, name).set_weights([kernel[:, heads, :], bias[heads, :]])
-    kernel, bias = attention._output_dense.get_weights()
-    small_attention._output_dense.set_weights([kernel[heads, :, :], bias])
+    attention_bias = (attention.bias if isinstance(attention, BlockBias) else attention._output_dense.bias).numpy()
+    if len(heads):
+        for name in ("_query_dense", "_key_dense", "_value_dense"):
+            kernel, bias = getattr(attention, name).get_weights()
+            getattr(small_attention, name).set_weights([kernel[:, heads, :], bias[heads, :]])
+        kernel = attention._output_dense.kernel.numpy()
+        small_attention._output_dense.set_weights([kernel[heads, :, :], attention_bias])
+    else:
+        small_attention.set_weights([attention_bias])
     for name in ("_self_attention_layer_norm", "_feedforward_layer_norm"):
         getattr(target, name).set_weights(getattr(source, name).get_weights())
-    kernel, bias = source._feedforward_intermediate_dense.get_weights()
-    target._feedforward_intermediate_dense.set_weights([kernel[:, neurons], bias[neurons]])
-    kernel, bias = source._feedforward_output_dense.get_weights()
-    target._feedforward_output_dense.set_weights([kernel[neurons, :], bias])
+    output_bias = source._feedforward_output_dense.bias.numpy()
+    if len(neurons):
+        kernel, bias = source._feedforward_intermediate_dense.get_weights()
+        target._feedforward_intermediate_dense.set_weights([kernel[:, neurons], bias[neurons]])
+        kernel = source._feedforward_output_dense.kernel.numpy()
+        target._feedforward_output_dense.set_weights([kernel[neurons, :], output_bias])
+    else:
+        target._feedforward_output_dense.set_weights([output_bias])
 
 
 def shrink_classifier(classifier):
@@ -463,8 +512,8 @@ def parameter_counts(backbone):
     """
     layers = backbone.transformer_layers
     return {
-        "heads": [int(layer._self_attention_layer._num_heads) for layer in layers],
-        "intermediate": [int(layer._feedforward_intermediate_dense.units) for layer in layers],
+        "heads": [int(layer.num_heads) for layer in layers],
+        "intermediate": [int(layer.intermediate_dim) for layer in layers],
         "encoder_parameters": int(sum(layer.count_params() for layer in layers)),
         "total_parameters": int(backbone.count_params()),
     }

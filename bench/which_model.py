@@ -1,0 +1,158 @@
+"""Which model for my phone: the best measured recipe for each speed-up, against the smaller dense model.
+
+Reads the seed-averaged accuracy of every 600-step cell (`bench/results/frontier.json`, `layer_drop.json`,
+`blocks.json`: whichever holds the most seeds of a cell) and one round-robin latency run that timed all
+their seed-0 files together (`bench/results/which_model_latency.json`, from `bench/frontier_latency.py`),
+and writes:
+
+- `bench/results/which_model.{json,md}`: for each speed-up (2x, 3x, 4x of the dense float32 file, 1
+  thread, 64 tokens; a cell counts at 0.95x of it, the rounds' spread), the cell that loses the fewest
+  points, the best layer-dropped model of equal or higher speed-up, and every cell's figures;
+- `docs/images/frontier.png`: points lost against speed-up (float32, dynamic int8) and file size.
+
+    python bench/frontier_latency.py --steps 600 --cells <cells> --rounds 5 --threads 1,2 --name which_model_latency
+    python bench/which_model.py
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from tf_rpp import viz
+from tf_rpp._files import atomic_write
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+RESULTS = os.path.join(ROOT, "bench", "results")
+SOURCES = ("frontier", "layer_drop", "blocks")
+TARGETS = (2.0, 3.0, 4.0)
+TOLERANCE = 0.95
+
+
+def family(cell):
+    """The family a cell belongs to, for the picture's colours."""
+    if cell.startswith("layerdrop"):
+        return "smaller model (layers dropped)"
+    if "_b" in cell and cell.startswith("structured"):
+        return "structured + whole blocks"
+    if cell.startswith("structured"):
+        return "structured (heads, neurons)"
+    return "other"
+
+
+def accuracy_rows(task, steps):
+    """Per cell, the accuracy row with the most seeds among `SOURCES` (task and budget as given)."""
+    best = {}
+    for source in SOURCES:
+        path = os.path.join(RESULTS, f"{source}.json")
+        if not os.path.exists(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            for row in json.load(f)["rows"]:
+                if row["task"] != task or row["steps"] != steps or row.get("drop_vs_dense") is None:
+                    continue
+                if row["cell"] not in best or row["accuracy"]["n"] > best[row["cell"]]["accuracy"]["n"]:
+                    best[row["cell"]] = dict(row, source=source)
+    return best
+
+
+def points(accuracy, latency):
+    """The picture's and the table's entries: cells with both an accuracy row and timed files."""
+    out = []
+    for row in latency["rows"]:
+        cell = row["cell"]
+        if cell == "dense" or cell not in accuracy:
+            continue
+        acc = accuracy[cell]
+        drop = acc["drop_vs_dense"]
+        out.append({
+            "cell": cell, "label": cell.replace("_rewind", "").replace("structured_", "s"), "family": family(cell),
+            "source": acc["source"], "seeds": acc["seeds"],
+            "drop": {"mean": 100 * drop["mean"], "std": 100 * drop["std"], "n": drop["n"],
+                     "worst": 100 * drop["max"]},
+            "accuracy": acc["accuracy"]["mean"],
+            "speedup": {v: row[v]["speedup_median"] for v in ("float32", "int8")},
+            "speedup_2_threads": {v: row[v].get("threads", {}).get("2", {}).get("speedup_median")
+                                  for v in ("float32", "int8")},
+            "ms": {v: row[v]["median_ms"] for v in ("float32", "int8")},
+            "megabytes": {v: row[v]["bytes"] / 1e6 for v in ("float32", "int8")},
+        })
+    return out
+
+
+def choose(entries):
+    """For each target speed-up, the entry losing the fewest points and the best layer-dropped one."""
+    table = []
+    for target in TARGETS:
+        fast = [e for e in entries if e["speedup"]["float32"] >= TOLERANCE * target]
+        pruned = [e for e in fast if not e["cell"].startswith("layerdrop")]
+        dropped = [e for e in fast if e["cell"].startswith("layerdrop")]
+        best = min(pruned, key=lambda e: e["drop"]["mean"]) if pruned else None
+        baseline = min(dropped, key=lambda e: e["drop"]["mean"]) if dropped else None
+        table.append({"target": target, "best": best and best["cell"], "layer_drop": baseline and baseline["cell"]})
+    return table
+
+
+def _fmt(entry):
+    if entry is None:
+        return "none measured", "", "", ""
+    d = entry["drop"]
+    return (f"`{entry['cell']}`", f"{d['mean']:.2f} +- {d['std']:.2f} (n={d['n']})",
+            f"{entry['speedup']['float32']:.2f}x / {entry['speedup']['int8']:.2f}x",
+            f"{entry['ms']['float32']:.1f} / {entry['ms']['int8']:.1f} ms, "
+            f"{entry['megabytes']['float32']:.0f} / {entry['megabytes']['int8']:.0f} MB")
+
+
+def markdown(entries, table, latency):
+    by_cell = {e["cell"]: e for e in entries}
+    lines = [f"rt_polarity, 600 fine-tuning steps; points lost = dense minus cell, paired by seed, mean +- sample "
+             f"std (n seeds). Speed-up and latency: `{latency['command']}` (batch 1, 64 tokens, 1 thread, median "
+             f"of {latency['rounds']} round-robin rounds; float32 / dynamic int8). A cell counts for a target "
+             f"at {TOLERANCE}x of it.", "",
+             "| target | recipe | points lost | speed-up fp32 / int8 | latency, size fp32 / int8 | "
+             "layer-dropped model of equal speed | its points lost | its speed-up |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in table:
+        best, base = by_cell.get(row["best"]), by_cell.get(row["layer_drop"])
+        b, bl = _fmt(best), _fmt(base)
+        lines.append(f"| {row['target']:.0f}x | {b[0]} | {b[1]} | {b[2]} | {b[3]} | {bl[0]} | {bl[1]} | {bl[2]} |")
+    lines += ["", "Every timed cell:", "",
+              "| cell | family | seeds | points lost | worst seed | speed-up fp32 / int8 (1 thread) | "
+              "speed-up fp32 / int8 (2 threads) | fp32 / int8 MB |", "|---|---|---|---|---|---|---|---|"]
+    for e in sorted(entries, key=lambda e: e["speedup"]["float32"]):
+        two = e["speedup_2_threads"]
+        two_text = f"{two['float32']:.2f}x / {two['int8']:.2f}x" if two["float32"] else "-"
+        lines.append(f"| `{e['cell']}` | {e['family']} | {e['seeds']} | {e['drop']['mean']:.2f} +- "
+                     f"{e['drop']['std']:.2f} | {e['drop']['worst']:.2f} | {e['speedup']['float32']:.2f}x / "
+                     f"{e['speedup']['int8']:.2f}x | {two_text} | {e['megabytes']['float32']:.0f} / "
+                     f"{e['megabytes']['int8']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="rt_polarity")
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--latency", default="which_model_latency", help="latency results name under bench/results")
+    p.add_argument("--picture", default=os.path.join(ROOT, "docs", "images", "frontier.png"))
+    args = p.parse_args(argv)
+    with open(os.path.join(RESULTS, f"{args.latency}.json"), encoding="utf-8") as f:
+        latency = json.load(f)
+    entries = points(accuracy_rows(args.task, args.steps), latency)
+    if not entries:
+        raise SystemExit("which_model: no cell has both an accuracy row and timed files.")
+    table = choose(entries)
+    command = "python bench/which_model.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    summary = {"command": command.strip(), "latency_command": latency["command"],
+               "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "table": table, "cells": entries}
+    text = markdown(entries, table, latency)
+    atomic_write(os.path.join(RESULTS, "which_model.json"), json.dumps(summary, indent=2).encode())
+    atomic_write(os.path.join(RESULTS, "which_model.md"), (f"`{summary['command']}`\n\n" + text).encode())
+    viz.plot_speedup_frontier(entries, args.picture, title=f"{args.task}: points lost against speed-up and size "
+                              f"(seed mean +- std; {args.steps} fine-tuning steps)")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,8 +10,15 @@ and writes:
   points, the best layer-dropped model of equal or higher speed-up, and every cell's figures;
 - `docs/images/frontier.png`: points lost against speed-up (float32, dynamic int8) and file size.
 
-    python bench/frontier_latency.py --steps 600 --cells <cells> --rounds 5 --threads 1,2 --name which_model_latency
+    python bench/frontier_latency.py --runs-dir runs/which_model_files --cells <cells> --rounds 5 --threads 1,2 \
+        --name which_model_latency
     python bench/which_model.py
+
+`runs/which_model_files/<task>/<cell>/seed0/model_{float32,int8}.tflite` are the seed-0 files
+`bench/frontier.py --export-only` wrote (links into `runs/frontier_600`), or, for a recipe whose 600-step
+run is not on the machine, the files of the same recipe trained briefly
+(`tf-rpp finetune --speedup N --steps 30 --shrink`, exported as `bench/frontier.py` exports): latency
+depends on the shapes only, and the recipe removes exactly its share of heads and neurons.
 """
 
 import argparse

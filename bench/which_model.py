@@ -48,6 +48,11 @@ def family(cell):
     return "other"
 
 
+def _label(cell):
+    return (cell.replace("_rewind", "").replace("structured_", "s").replace("layerdrop_", "drop")
+            .replace("_alternate", "alt"))
+
+
 def accuracy_rows(task, steps):
     """Per cell, the accuracy row with the most seeds among `SOURCES` (task and budget as given)."""
     best = {}
@@ -74,7 +79,7 @@ def points(accuracy, latency):
         acc = accuracy[cell]
         drop = acc["drop_vs_dense"]
         out.append({
-            "cell": cell, "label": cell.replace("_rewind", "").replace("structured_", "s"), "family": family(cell),
+            "cell": cell, "label": _label(cell), "family": family(cell),
             "source": acc["source"], "seeds": acc["seeds"],
             "drop": {"mean": 100 * drop["mean"], "std": 100 * drop["std"], "n": drop["n"],
                      "worst": 100 * drop["max"]},

@@ -54,7 +54,8 @@ Resumable: every run writes `runs/frontier/<task>/<cell>/seed<k>/results.json`
 (`runs/frontier_<steps>/...` for another `--steps`: each budget has its own
 runs and its own rows, and a run of another budget is refused); existing ones
 are kept, so run it again after an interruption (or to add seeds or cells).
-Results: `bench/results/frontier.{json,md}`, `docs/images/frontier.png`.
+Results: `bench/results/frontier.{json,md}`, `docs/images/frontier_cells.png` (the user's picture,
+`docs/images/frontier.png`, comes from `bench/which_model.py`).
 
     python bench/frontier.py --tasks rt_polarity --cells dense,rpp_down_80,structured_50   # train what is missing
     python bench/frontier.py --report-only                                                 # measure and write
@@ -442,7 +443,7 @@ def main(argv=None):
                  (f"`{summary['command']}`\n\n" if args.results != "frontier" else "").encode()
                  + markdown(merged, args).encode())
     if args.results == "frontier" and any("tflite" in r for r in merged):
-        viz.plot_frontier(merged, os.path.join(ROOT, "docs", "images", "frontier.png"))
+        viz.plot_frontier(merged, os.path.join(ROOT, "docs", "images", "frontier_cells.png"))
     print(markdown(merged, args))
 
 

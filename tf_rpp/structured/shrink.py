@@ -405,7 +405,7 @@ def shrink_backbone(backbone):
     key_dim = int(getattr(layers[0], "key_dim", 0) or layers[0]._self_attention_layer._key_dim)
     plan = []
     for layer in layers:
-        prefix = _prefix_of(layer, backbone)
+        prefix = _prefix_of(layer)
         plan.append((layer, _kept(weights, sets, prefix, "heads"), _kept(weights, sets, prefix, "neurons")))
     num_heads, widths = [len(h) for _, h, _ in plan], [len(n) for _, _, n in plan]
     if not isinstance(backbone, (keras_hub.models.BertBackbone, ShrunkBertBackbone)):
@@ -431,7 +431,7 @@ def shrink_backbone(backbone):
     return small
 
 
-def _prefix_of(layer, backbone):
+def _prefix_of(layer):
     # The layer's key prefix as `tf_rpp.selection` names its weights (the LayerNorms exist in every layer).
     key = selection.weight_key(layer._self_attention_layer_norm.weights[0])
     return key.split("/self_attention_layer_norm/")[0]

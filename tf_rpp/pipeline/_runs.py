@@ -31,6 +31,7 @@ from tf_rpp.optimizers import GroupRPPOptimizer
 from tf_rpp.optimizers import MaskedOptimizer
 from tf_rpp.optimizers import RPPOptimizer
 from tf_rpp.pipeline import options
+from tf_rpp.structured import groups
 from tf_rpp.structured import shrink
 
 # Settings that do not change what a run learns (`out` too: a moved or copied run is the same run).
@@ -196,8 +197,8 @@ def group_kinds(config):
     elif config.structured_heads is not None:
         relative["heads"] = config.structured_heads / config.structured
     if config.structured_blocks is not None:
-        kinds += ["attention", "feedforward"]
-        relative.update(dict.fromkeys(("attention", "feedforward"), config.structured_blocks / config.structured))
+        kinds += list(groups.BLOCK_KINDS)
+        relative.update(dict.fromkeys(groups.BLOCK_KINDS, config.structured_blocks / config.structured))
     return {"kinds": tuple(kinds), "relative_targets": relative or None}
 
 

@@ -182,7 +182,8 @@ class FinetuneConfig:
     speedup: int = option(None, "instead of --structured: the measured structured recipe for this speed-up of the "
                           ".tflite (2: 35% of heads, 65% of neurons; 3: 70% of both; kept weights rewound); "
                           "pair it with --init-model and --teacher (the dense fine-tuned model) and "
-                          "--learning-rate 6e-4, as measured (docs/which-model.md)", type=int, choices=(2, 3))
+                          "--learning-rate 6e-4, as measured (docs/which-model.md)", type=int,
+                          choices=tuple(SPEEDUP_RECIPES))
     structured_blocks: float = option(None, "with --structured: also remove this fraction of the layers' whole "
                                       "attention blocks and of their feed-forward blocks, chosen by RPP across "
                                       "layers (a removed block leaves its output bias on the residual path)",

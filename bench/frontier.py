@@ -114,7 +114,7 @@ def _cells():
         # Fine-tuned distilling `dense_distilled`, the better teacher the structured `_dt` cells use.
         for base in (f"rpp_up_{level}", f"rpp_up_{level}_rewind"):
             cells[f"{base}_dt"] = dict(cells[base], start="dense_distilled")
-    for level in (50, 55, 60, 67, 70, 75):
+    for level in (50, 55, 60, 67, 70, 75, 80):
         for rewind in (False, True):
             cells[f"structured_{level}" + ("_rewind" if rewind else "")] = dict(
                 kind="down", structured=level / 100, rewind=rewind, learning_rate=3e-4)
@@ -128,7 +128,8 @@ def _cells():
         cells[f"structured_{level}_rewind_dt"] = dict(cells[f"structured_{level}_rewind"], start="dense_distilled")
     # Fewer heads than neurons removed, for about the multiply-adds of structured_55 (the
     # feed-forward block holds two thirds of a layer's): heads cost less latency than weights.
-    for heads, neurons in ((35, 65), (20, 75)):
+    # h60_n75 and h50_n80: the same trade at the multiply-adds of structured_70 (about 3x).
+    for heads, neurons in ((35, 65), (20, 75), (60, 75), (50, 80)):
         cells[f"structured_h{heads}_n{neurons}_rewind"] = dict(
             kind="down", structured=neurons / 100, structured_heads=heads / 100, rewind=True, learning_rate=3e-4)
         # Started from and distilling `dense_distilled` (a better teacher for the same compute as the
@@ -145,7 +146,7 @@ def _cells():
     # dropped (Sajjad et al.), trained and distilled like the structured cells, each kept layer matching
     # the teacher's layer it was. `_top` drops the top layers, `_bottom` the bottom ones, `_alternate`
     # keeps evenly spaced layers.
-    for removed in (3, 4):
+    for removed in (3, 4, 5):
         for strategy in layer_drop.STRATEGIES:
             cells[f"layerdrop_{removed}_{strategy}"] = dict(
                 kind="down", keep_layers=tuple(layer_drop.layers_to_keep(6, 6 - removed, strategy)),

@@ -14,9 +14,10 @@ Calibration: 200 real training sentences.
 
     python bench/full_integer.py                       # ~25 min on 2 cores
     python bench/full_integer.py --models dense=runs/main/dense/model.keras --variants float32 a16w8
+    python bench/full_integer.py --models fast3x=runs/fast3x/model.keras --shrink fast3x --name speedup_a16w8
 
 Resumable: each (model, variant) row is kept in --out/rows/; results go to
-bench/results/full_integer.{json,md}.
+bench/results/full_integer.{json,md} (`--name` for another file).
 """
 
 import argparse
@@ -36,6 +37,7 @@ from tf_rpp import data  # noqa: E402
 from tf_rpp import export  # noqa: E402
 from tf_rpp.export import metadata  # noqa: E402
 from tf_rpp.export import quantization  # noqa: E402
+from tf_rpp.structured import shrink  # noqa: E402
 from tf_rpp._files import atomic_write  # noqa: E402
 
 from tflite_size_latency import latency_ms as tflite_latency_ms  # noqa: E402
@@ -91,6 +93,9 @@ def main(argv=None):
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     parser.add_argument("--out", default="runs/full_integer")
     parser.add_argument("--eval-limit", type=int, default=None, help="dev sentences (default: all 1,057)")
+    parser.add_argument("--shrink", nargs="*", default=(),
+                        help="names among --models whose structured-pruned model is shrunk before export")
+    parser.add_argument("--name", default="full_integer", help="results file name under bench/results")
     parser.add_argument("--latency-only", action="store_true",
                         help="re-measure the latency of the rows already there (run it alone on the machine)")
     args = parser.parse_args(argv)
@@ -114,6 +119,8 @@ def main(argv=None):
     labels = ["negative", "positive"]
     for name, model_path in ([] if args.latency_only else models):
         model = tf_rpp.load_model(model_path, compile=False)
+        if name in args.shrink:
+            model = shrink.shrink_classifier(model)
         calibration = export.representative_inputs(train, model.preprocessor.tokenizer, LENGTH)
         reference = None
         for variant in args.variants:
@@ -152,10 +159,10 @@ def main(argv=None):
     rows.sort(key=lambda r: (r["model"], order.get(r["variant"], 99)))
     command = "python bench/full_integer.py " + " ".join(sys.argv[1:] if argv is None else argv)
     results = os.path.join(ROOT, "bench", "results")
-    if args.latency_only and os.path.exists(os.path.join(results, "full_integer.json")):
-        previous = json.load(open(os.path.join(results, "full_integer.json")))["command"].split("`; latency")[0]
+    if args.latency_only and os.path.exists(os.path.join(results, f"{args.name}.json")):
+        previous = json.load(open(os.path.join(results, f"{args.name}.json")))["command"].split("`; latency")[0]
         command = previous + "`; latency re-measured alone: `" + command
-    atomic_write(os.path.join(results, "full_integer.json"),
+    atomic_write(os.path.join(results, f"{args.name}.json"),
                  json.dumps({"command": command, "sequence_length": LENGTH, "rows": rows}, indent=2).encode())
     lines = [f"`{command.strip()}` (rt_polarity dev, {rows[0]['examples']:,} sentences, 64 tokens, batch 1; "
              "latency: median invoke(), ai_edge_litert)", "",
@@ -167,7 +174,7 @@ def main(argv=None):
                      f"{100 * (r['keras_accuracy'] - r['accuracy']):.2f} | {r['label_agreement']:.4f} | "
                      f"{r['max_abs_probability_diff']:.4f} | {r['bytes']:,} | {r['latency_ms_1_thread']:.1f} | "
                      f"{r['latency_ms_2_threads']:.1f} | {r['output_dtype']} |")
-    atomic_write(os.path.join(results, "full_integer.md"), ("\n".join(lines) + "\n").encode())
+    atomic_write(os.path.join(results, f"{args.name}.md"), ("\n".join(lines) + "\n").encode())
     print("\n".join(lines))
 
 

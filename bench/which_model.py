@@ -1,7 +1,7 @@
 """Which model for my phone: the best measured recipe for each speed-up, against the smaller dense model.
 
 Reads the seed-averaged accuracy of every 600-step cell (`bench/results/frontier.json`, `layer_drop.json`,
-`blocks.json`: whichever holds the most seeds of a cell) and one round-robin latency run that timed all
+`blocks.json`, `speedup_recipes.json`: whichever holds the most seeds of a cell) and one round-robin latency run that timed all
 their seed-0 files together (`bench/results/which_model_latency.json`, from `bench/frontier_latency.py`),
 and writes:
 
@@ -32,7 +32,7 @@ from tf_rpp._files import atomic_write
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 RESULTS = os.path.join(ROOT, "bench", "results")
-SOURCES = ("frontier", "layer_drop", "blocks")
+SOURCES = ("frontier", "layer_drop", "blocks", "speedup_recipes")
 TARGETS = (2.0, 3.0, 4.0)
 TOLERANCE = 0.95
 

@@ -63,6 +63,9 @@ def test_speedup_fills_in_its_measured_recipe_and_refuses_a_second_choice(tmp_pa
     config = options.config_from_arguments(FinetuneConfig, args).with_speedup_recipe()
     assert (config.structured, config.structured_heads, config.rewind) == (0.65, 0.35, True)
     config.check()
+    three = options.config_from_arguments(FinetuneConfig, cli.build_parser().parse_args(
+        ["finetune", "--speedup", "3"])).with_speedup_recipe()
+    assert (three.structured, three.structured_heads, three.rewind) == (0.75, 0.60, True)
     with pytest.raises(SystemExit):  # argparse: only measured speed-ups
         cli.build_parser().parse_args(["finetune", "--speedup", "4"])
     from tf_rpp import pipeline

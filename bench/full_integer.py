@@ -112,6 +112,9 @@ def main(argv=None):
     for name, path in ([] if args.latency_only else models):
         if not os.path.exists(path):
             parser.error(f"model {name}: no file at {path}")
+    unknown = set(args.shrink) - {name for name, _ in models}
+    if unknown and not args.latency_only:
+        parser.error(f"--shrink {' '.join(sorted(unknown))}: not among the names of --models")
     os.makedirs(os.path.join(args.out, "rows"), exist_ok=True)
     dev = data.rt_polarity("validation")[: args.eval_limit]
     texts, gold = [t for t, _ in dev], np.array([y for _, y in dev])

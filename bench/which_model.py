@@ -1,9 +1,9 @@
 """Which model for my phone: the best measured recipe for each speed-up, against the smaller dense model.
 
 Reads the seed-averaged accuracy of every 600-step cell (`bench/results/frontier.json`, `layer_drop.json`,
-`blocks.json`, `speedup_recipes.json`: whichever holds the most seeds of a cell) and one round-robin latency run that timed all
-their seed-0 files together (`bench/results/which_model_latency.json`, from `bench/frontier_latency.py`),
-and writes:
+`blocks.json`, `speedup_recipes.json`: whichever holds the most seeds of a cell) and one round-robin
+latency run that timed all their seed-0 files together (`bench/results/which_model_latency.json`,
+from `bench/frontier_latency.py`), and writes:
 
 - `bench/results/which_model.{json,md}`: for each speed-up (2x, 3x, 4x of the dense float32 file, 1
   thread, 64 tokens; a cell counts at 0.95x of it, the rounds' spread), the cell that loses the fewest

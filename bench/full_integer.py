@@ -161,11 +161,11 @@ def main(argv=None):
     order = {v: i for i, v in enumerate(VARIANTS)}
     rows.sort(key=lambda r: (r["model"], order.get(r["variant"], 99)))
     command = "python bench/full_integer.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    results = os.path.join(ROOT, "bench", "results")
-    if args.latency_only and os.path.exists(os.path.join(results, f"{args.name}.json")):
-        previous = json.load(open(os.path.join(results, f"{args.name}.json")))["command"].split("`; latency")[0]
+    results = os.path.join(ROOT, "bench", "results", args.name)
+    if args.latency_only and os.path.exists(results + ".json"):
+        previous = json.load(open(results + ".json"))["command"].split("`; latency")[0]
         command = previous + "`; latency re-measured alone: `" + command
-    atomic_write(os.path.join(results, f"{args.name}.json"),
+    atomic_write(results + ".json",
                  json.dumps({"command": command, "sequence_length": LENGTH, "rows": rows}, indent=2).encode())
     lines = [f"`{command.strip()}` (rt_polarity dev, {rows[0]['examples']:,} sentences, 64 tokens, batch 1; "
              "latency: median invoke(), ai_edge_litert)", "",
@@ -177,7 +177,7 @@ def main(argv=None):
                      f"{100 * (r['keras_accuracy'] - r['accuracy']):.2f} | {r['label_agreement']:.4f} | "
                      f"{r['max_abs_probability_diff']:.4f} | {r['bytes']:,} | {r['latency_ms_1_thread']:.1f} | "
                      f"{r['latency_ms_2_threads']:.1f} | {r['output_dtype']} |")
-    atomic_write(os.path.join(results, f"{args.name}.md"), ("\n".join(lines) + "\n").encode())
+    atomic_write(results + ".md", ("\n".join(lines) + "\n").encode())
     print("\n".join(lines))
 
 

@@ -122,6 +122,9 @@ SPEEDUP_RECIPES = {
     2: {"structured": 0.65, "structured_heads": 0.35, "rewind": True},
     3: {"structured": 0.75, "structured_heads": 0.60, "rewind": True},
 }
+# `--speedup`'s help names each recipe from the table above (heads: `structured_heads`, else `structured`).
+_SPEEDUP_HELP = "; ".join(f"{n}: {r.get('structured_heads', r['structured']):.0%} of heads, "
+                          f"{r['structured']:.0%} of neurons" for n, r in SPEEDUP_RECIPES.items())
 
 
 @dataclasses.dataclass
@@ -180,10 +183,9 @@ class FinetuneConfig:
                                "heads and of the feed-forward neurons (GroupRPPOptimizer, PolynomialDecay)",
                                type=float)
     speedup: int = option(None, "instead of --structured: the measured structured recipe for this speed-up of the "
-                          ".tflite (2: 35% of heads, 65% of neurons; 3: 60% of heads, 75% of neurons; kept weights "
-                          "rewound); "
-                          "pair it with --init-model and --teacher (the dense fine-tuned model) and "
-                          "--learning-rate 6e-4, as measured (docs/which-model.md)", type=int,
+                          f".tflite ({_SPEEDUP_HELP}; kept weights rewound); pair it with --init-model and "
+                          "--teacher (the dense fine-tuned model) and --learning-rate 6e-4, as measured "
+                          "(docs/which-model.md)", type=int,
                           choices=tuple(SPEEDUP_RECIPES))
     structured_blocks: float = option(None, "with --structured: also remove this fraction of the layers' whole "
                                       "attention blocks and of their feed-forward blocks, chosen by RPP across "

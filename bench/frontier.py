@@ -185,6 +185,9 @@ def build_parser():
     p.add_argument("--export-only", action="store_true",
                    help="export the seed-0 `.tflite` files of --cells and time nothing (bench/frontier_latency.py "
                         "then times them round-robin, when nothing else runs); no report")
+    p.add_argument("--sequence-length", type=int, default=64,
+                   help="tokens of the files --export-only writes (default 64; another length is named in the file, "
+                        "model_int8_128.tflite, beside the 64-token files)")
     p.add_argument("--no-latency", action="store_true", help="report accuracy and compute only (no .tflite export)")
     p.add_argument("--latency-cells", default=None,
                    help="comma-separated cells to export and time (default: all); the others keep the latency "
@@ -297,8 +300,18 @@ def measure(args, task, cell):
     return rows
 
 
+def tflite_name(variant, sequence_length=64):
+    """The file name of a cell's exported `variant` ("float32", "int8"): 64 tokens unnamed, others by length.
+
+    >>> tflite_name("int8"), tflite_name("int8", 128)
+    ('model_int8.tflite', 'model_int8_128.tflite')
+    """
+    return f"model_{variant}.tflite" if sequence_length == 64 else f"model_{variant}_{sequence_length}.tflite"
+
+
 def export_cell(args, task, cell):
     """Writes the cell's seed-0 `model_{float32,int8}.tflite` (structured cells shrunk first); their paths."""
+    length = getattr(args, "sequence_length", 64)
     folder = _folder(args, task, cell, 0)
     result = _done(folder)
     if result is None:
@@ -308,8 +321,8 @@ def export_cell(args, task, cell):
         model = shrink.shrink_classifier(model)
     paths = {}
     for variant, quantize in (("float32", None), ("int8", "dynamic")):
-        paths[variant] = os.path.join(folder, f"model_{variant}.tflite")
-        export.export_tflite(model, paths[variant], sequence_length=64, quantize=quantize,
+        paths[variant] = os.path.join(folder, tflite_name(variant, length))
+        export.export_tflite(model, paths[variant], sequence_length=length, quantize=quantize,
                              labels=result["label_names"])
     return paths
 

@@ -2,12 +2,14 @@
 
 `bench/frontier.py` times one cell after another; on the 2-core test machine one file's median moved by up to 20%
 between runs minutes apart. Here every round times every cell's float32 and int8 file once (batch 1,
-64 tokens, 1 thread, median of `--runs` invokes); the figure is the median over `--rounds`, and each
-speed-up is against the dense file of the same round, then the median of those ratios. `--threads 1,2`
+--sequence-length tokens, 64 unless told, 1 thread, median of `--runs` invokes); the figure is the median over
+`--rounds`, and each speed-up is against the dense file of the same round, then the median of those ratios. `--threads 1,2`
 times each file with each thread count (the JSON's top-level figures are the first count's).
 
     python bench/frontier_latency.py --cells dense,structured_50_rewind,structured_h35_n65_rewind --rounds 5
     python bench/frontier_latency.py --steps 600 --cells structured_70_rewind_dt   # runs/frontier_600
+    python bench/frontier_latency.py --runs-dir runs/which_model_files --cells layerdrop_4_alternate \
+        --sequence-length 128 --name which_model_latency_128   # after frontier.py --export-only --sequence-length 128
 
 Results: `bench/results/<--name>.{json,md}` (default `frontier_latency`, `frontier_latency_<steps>` for another
 `--steps`), with each file's bytes. Needs the files `bench/frontier.py` exported
@@ -23,6 +25,7 @@ import time
 
 from frontier import STEPS
 from frontier import runs_folder
+from frontier import tflite_name
 from tflite_size_latency import TEXT
 from tflite_size_latency import latency_ms
 
@@ -42,6 +45,9 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", default="1", help="comma-separated interpreter thread counts, e.g. 1,2")
     p.add_argument("--runs", type=int, default=50, help="timed invokes per file per round")
+    p.add_argument("--sequence-length", type=int, default=64,
+                   help="time the files exported at this many tokens (bench/frontier.py --export-only "
+                        "--sequence-length)")
     p.add_argument("--name", default=None, help="results file name under bench/results (default: from --steps, "
                    "frontier_latency or frontier_latency_<steps>)")
     args = p.parse_args(argv)
@@ -49,7 +55,7 @@ def main(argv=None):
     args.runs_dir = args.runs_dir or os.path.join(ROOT, runs_folder(steps))
     args.name = args.name or ("frontier_latency" if steps == STEPS else f"frontier_latency_{steps}")
     cells = ["dense"] + [c for c in args.cells.split(",") if c and c != "dense"]
-    paths = {(c, v): os.path.join(args.runs_dir, args.task, c, "seed0", f"model_{v}.tflite")
+    paths = {(c, v): os.path.join(args.runs_dir, args.task, c, "seed0", tflite_name(v, args.sequence_length))
              for c in cells for v in ("float32", "int8")}
     missing = [p for p in paths.values() if not os.path.exists(p)]
     if missing:
@@ -77,7 +83,7 @@ def main(argv=None):
     out = {"command": "python bench/frontier_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "rounds": args.rounds, "runs": args.runs,
            "threads": threads, "rows": rows}
-    lines = [f"Batch 1, 64 tokens; {args.rounds} rounds, each timing every file once per thread count (median of "
+    lines = [f"Batch 1, {args.sequence_length} tokens; {args.rounds} rounds, each timing every file once per thread count (median of "
              f"{args.runs} invokes); speed-up = dense / cell within a round, median (min-max) over rounds.", ""]
     for t in threads:
         lines += [f"{t} thread{'s' if t > 1 else ''}:", "",

@@ -15,7 +15,8 @@ pruned model's fine-tuning, so it reuses the distill run's mask too, as does
 same examples as 32 x 200) at the `distill_lr6` rates: it reuses the mask and
 trains its own dense model; `distill_b16_frozen` also keeps the embeddings as
 loaded in both fine-tunings (`--freeze-embeddings`); `distill_b16_s350` is
-`distill_b16` at 350 steps (closer to the compute of 32 x 200). Writes
+`distill_b16` at 350 steps (closer to the compute of 32 x 200). `defaults_p600` is the main job
+with the pruned model on 600 batches of 16 (the `defaults` run's dense model and mask). Writes
 `bench/results/main_job_seeds.{json,md}`.
 
     python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,mlm,distill_rewind
@@ -67,6 +68,10 @@ FINETUNE_VARIANTS = {
     # The same with the embeddings kept as loaded in both fine-tunings (AdamW's update of 11.7M weights saved).
     "distill_b16_frozen": (["--pruned-learning-rate", "6e-4", *B16, "--freeze-embeddings"], ("prune",)),
 }
+# The main job with one change to the pruned model's fine-tuning: reuses the `defaults` run's dense model and mask.
+DEFAULTS_VARIANTS = {
+    "defaults_p600": ["--pruned-steps", "600"],  # 600 batches of 16 instead of 400
+}
 # The file that marks each reusable part of a main-job run finished.
 _FINISHED = {"dense": "results.json", "prune": "report.json"}
 
@@ -77,6 +82,9 @@ def run(args, objective, seed):
         return
     variant, shared = FINETUNE_VARIANTS.get(objective, (None, ()))
     reference = os.path.join(args.runs, "distill", f"seed{seed}")
+    if objective in DEFAULTS_VARIANTS:
+        variant, shared = DEFAULTS_VARIANTS[objective], ("dense", "prune")
+        reference = os.path.join(args.runs, "defaults", f"seed{seed}")
     # What it takes from the distill run of its seed: the other objectives its dense model, a fine-tuning
     # variant the parts it names.
     if variant is None:
@@ -88,6 +96,8 @@ def run(args, objective, seed):
             shutil.copytree(os.path.join(reference, part), os.path.join(folder, part))
     if objective == "defaults":  # the main job exactly as `recipes/main.py` runs it
         argv = ["--out", folder, "--seed", str(seed)]
+    elif objective in DEFAULTS_VARIANTS:
+        argv = ["--out", folder, "--seed", str(seed), *variant]
     elif variant is not None:
         argv = ["--out", folder, "--seed", str(seed), "--no-prune-rewind", *variant]  # as these rows were measured
     else:

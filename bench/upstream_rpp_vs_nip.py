@@ -129,6 +129,18 @@ def _report(rows, args, command):
         overlap_text = f"{statistics.mean(overlap):.1%}" if overlap else "-"
         lines.append(f"| {task} | {sparsity:.0%} | {name} | {len(group)} | {accuracy[0]:.4f} +- {accuracy[1]:.4f} | "
                      f"{lost[0]:.2f} +- {lost[1]:.2f} | {made_text} | {overlap_text} |")
+    lines += ["", "RPP ahead of NIP, paired by seed (NIP's points lost minus RPP's; positive: RPP lost less):", "",
+              "| task | sparsity | seeds | per seed | mean +- std |", "|---|---|---|---|---|"]
+    lost = {(r["task"], r["sparsity"], r["method"], r["seed"]): r["points_lost"] for r in rows}
+    for task, sparsity in [(t, s) for t in dict.fromkeys(r["task"] for r in rows)
+                           for s in sorted({r["sparsity"] for r in rows})]:
+        seeds = sorted(s for (t, p, m, s) in lost if (t, p, m) == (task, sparsity, "rpp")
+                       and (task, sparsity, "magnitude", s) in lost)
+        if seeds:
+            ahead = [lost[task, sparsity, "magnitude", s] - lost[task, sparsity, "rpp", s] for s in seeds]
+            mean, std = _mean_std(ahead)
+            lines.append(f"| {task} | {sparsity:.0%} | {len(seeds)} | {', '.join(f'{a:+.2f}' for a in ahead)} | "
+                         f"{mean:+.2f} +- {std:.2f} |")
     atomic_write(os.path.join(RESULTS, "upstream_rpp_vs_nip.md"), ("\n".join(lines) + "\n").encode())
     print("\n".join(lines))
 

@@ -3,8 +3,8 @@
 `bench/frontier.py` times one cell after another; on the 2-core test machine one file's median moved by up to 20%
 between runs minutes apart. Here every round times every cell's float32 and int8 file once (batch 1,
 --sequence-length tokens, 64 unless told, 1 thread, median of `--runs` invokes); the figure is the median over
-`--rounds`, and each speed-up is against the dense file of the same round, then the median of those ratios. `--threads 1,2`
-times each file with each thread count (the JSON's top-level figures are the first count's).
+`--rounds`, and each speed-up is against the dense file of the same round, then the median of those ratios.
+`--threads 1,2` times each file with each thread count (the JSON's top-level figures are the first count's).
 
     python bench/frontier_latency.py --cells dense,structured_50_rewind,structured_h35_n65_rewind --rounds 5
     python bench/frontier_latency.py --steps 600 --cells structured_70_rewind_dt   # runs/frontier_600
@@ -83,8 +83,9 @@ def main(argv=None):
     out = {"command": "python bench/frontier_latency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "rounds": args.rounds, "runs": args.runs,
            "threads": threads, "rows": rows}
-    lines = [f"Batch 1, {args.sequence_length} tokens; {args.rounds} rounds, each timing every file once per thread count (median of "
-             f"{args.runs} invokes); speed-up = dense / cell within a round, median (min-max) over rounds.", ""]
+    lines = [f"Batch 1, {args.sequence_length} tokens; {args.rounds} rounds, each timing every file once per thread "
+             f"count (median of {args.runs} invokes); speed-up = dense / cell within a round, median (min-max) "
+             "over rounds.", ""]
     for t in threads:
         lines += [f"{t} thread{'s' if t > 1 else ''}:", "",
                   "| cell | int8 ms | int8 speed-up | float32 ms | float32 speed-up | int8 MB | float32 MB |",

@@ -115,8 +115,8 @@ def _report(rows, args, command):
              "entries RPP keeps too.",
              "", "| task | sparsity | method | seeds | accuracy | points lost | made by the pruning steps | "
              "kept entries shared with RPP |", "|---|---|---|---|---|---|---|---|"]
-    for task, sparsity, (method, name) in [(t, s, m) for t in dict.fromkeys(r["task"] for r in rows)
-                                           for s in sorted({r["sparsity"] for r in rows}) for m in METHODS.items()]:
+    cells = [(t, s) for t in dict.fromkeys(r["task"] for r in rows) for s in sorted({r["sparsity"] for r in rows})]
+    for (task, sparsity), (method, name) in [(c, m) for c in cells for m in METHODS.items()]:
         group = [r for r in rows if r["task"] == task and r["sparsity"] == sparsity and r["method"] == method]
         if not group:
             continue
@@ -131,13 +131,12 @@ def _report(rows, args, command):
                      f"{lost[0]:.2f} +- {lost[1]:.2f} | {made_text} | {overlap_text} |")
     lines += ["", "RPP ahead of NIP, paired by seed (NIP's points lost minus RPP's; positive: RPP lost less):", "",
               "| task | sparsity | seeds | per seed | mean +- std |", "|---|---|---|---|---|"]
-    lost = {(r["task"], r["sparsity"], r["method"], r["seed"]): r["points_lost"] for r in rows}
-    for task, sparsity in [(t, s) for t in dict.fromkeys(r["task"] for r in rows)
-                           for s in sorted({r["sparsity"] for r in rows})]:
-        seeds = sorted(s for (t, p, m, s) in lost if (t, p, m) == (task, sparsity, "rpp")
-                       and (task, sparsity, "magnitude", s) in lost)
+    lost_by_run = {(r["task"], r["sparsity"], r["method"], r["seed"]): r["points_lost"] for r in rows}
+    for task, sparsity in cells:
+        seeds = sorted(r["seed"] for r in rows if (r["task"], r["sparsity"], r["method"]) == (task, sparsity, "rpp")
+                       and (task, sparsity, "magnitude", r["seed"]) in lost_by_run)
         if seeds:
-            ahead = [lost[task, sparsity, "magnitude", s] - lost[task, sparsity, "rpp", s] for s in seeds]
+            ahead = [lost_by_run[task, sparsity, "magnitude", s] - lost_by_run[task, sparsity, "rpp", s] for s in seeds]
             mean, std = _mean_std(ahead)
             lines.append(f"| {task} | {sparsity:.0%} | {len(seeds)} | {', '.join(f'{a:+.2f}' for a in ahead)} | "
                          f"{mean:+.2f} +- {std:.2f} |")

@@ -16,7 +16,8 @@ same examples as 32 x 200) at the `distill_lr6` rates: it reuses the mask and
 trains its own dense model; `distill_b16_frozen` also keeps the embeddings as
 loaded in both fine-tunings (`--freeze-embeddings`); `distill_b16_s350` is
 `distill_b16` at 350 steps (closer to the compute of 32 x 200). `defaults_p600` is the main job
-with the pruned model on 600 batches of 16 (the `defaults` run's dense model and mask). Writes
+with the pruned model on 600 batches of 16 (the `defaults` run's dense model and mask); the other
+`defaults_*` rows change one setting of the pruned model's fine-tuning the same way. Writes
 `bench/results/main_job_seeds.{json,md}`.
 
     python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,mlm,distill_rewind
@@ -71,6 +72,10 @@ FINETUNE_VARIANTS = {
 # The main job with one change to the pruned model's fine-tuning: reuses the `defaults` run's dense model and mask.
 DEFAULTS_VARIANTS = {
     "defaults_p600": ["--pruned-steps", "600"],  # 600 batches of 16 instead of 400
+    "defaults_alpha1": ["--distill-alpha", "1.0"],  # the teacher's logits only, no labels
+    "defaults_tl30": ["--teacher-layers", "30"],  # the teacher's layer outputs weighted 3x more
+    "defaults_lr4": ["--pruned-learning-rate", "4e-4"],
+    "defaults_lr10": ["--pruned-learning-rate", "1e-3"],
 }
 # The file that marks each reusable part of a main-job run finished.
 _FINISHED = {"dense": "results.json", "prune": "report.json"}
@@ -150,7 +155,9 @@ def report(args, objectives, seeds):
              "at 6e-4, 200 x 32; `distill_p16`: the main job's defaults, the pruned model on 400 x "
              "16 at 6e-4; `distill_b16*`: both models on batches of 16, see the script's docstring; `defaults`: the "
              "main job exactly as `recipes/main.py` runs it: the pruned model 400 x 16 at 6e-4, the kept weights "
-             "rewound upstream), seeds as listed; drop = dense minus pruned of the "
+             "rewound upstream; `defaults_*`: the main job with one change to the pruned model's fine-tuning, its "
+             "dense model and mask: `_p600` 600 steps, `_alpha1` the teacher's logits only, `_tl30` teacher layers "
+             "weighted 30, `_lr4` / `_lr10` peak rate 4e-4 / 1e-3), seeds as listed; drop = dense minus pruned of the "
              "same seed, in points; mean +- sample std; prune = wall time of the upstream phase on a 2-core machine (some runs shared the cores).",
              "", "| objective | seeds | dense | pruned | drop (pts) | worst drop | prune phase |", "|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -10,19 +10,23 @@ distill run of the same seed: the dense fine-tune does not depend on them.
 These rows fine-tune the pruned model at peak rate 3e-4 for 200 steps of 32.
 `distill_lr6` (at 6e-4; 200 x 32) changes only the
 pruned model's fine-tuning, so it reuses the distill run's mask too, as does
-`distill_p16` (the main job's defaults: the pruned model on
-400 batches of 16). `distill_b16` trains both models on batches of 16 for 400 steps (the
+`distill_p16` (the pruned model on
+400 batches of 16). All these rows start the pruned model from the encoder the pruning stage
+saved (`--pruned-init upstream`), as they were measured. `distill_b16` trains both models on batches of 16 for 400 steps (the
 same examples as 32 x 200) at the `distill_lr6` rates: it reuses the mask and
 trains its own dense model; `distill_b16_frozen` also keeps the embeddings as
 loaded in both fine-tunings (`--freeze-embeddings`); `distill_b16_s350` is
-`distill_b16` at 350 steps (closer to the compute of 32 x 200). `defaults_p600` is the main job
-with the pruned model on 600 batches of 16 (the `defaults` run's dense model and mask); the other
-`defaults_*` rows change one setting of the pruned model's fine-tuning the same way. Writes
+`distill_b16` at 350 steps (closer to the compute of 32 x 200). `defaults` is the main job exactly as
+`recipes/main.py` runs it (the pruned model starts from the dense fine-tuned model, the mask applied);
+`upstream_init` is the main job with `--pruned-init upstream` (the kept weights rewound to the
+pretrained values, a new head), and `upstream_init_*` change one more setting of the pruned model's
+fine-tuning. They reuse the `upstream_init` run's dense model and mask of the same seed. Writes
 `bench/results/main_job_seeds.{json,md}`.
 
     python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,mlm,distill_rewind
     python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,distill_lr6
     python bench/main_job_seeds.py --seeds 0,1,2 --objectives distill,distill_lr6,distill_b16
+    python bench/main_job_seeds.py --seeds 0,1,2 --objectives defaults,upstream_init
     python bench/main_job_seeds.py --report-only
 """
 
@@ -61,7 +65,7 @@ B16 = _both_on_16(400)
 # Variants of the fine-tuning: the main job's arguments, and the parts of the distill run they reuse.
 FINETUNE_VARIANTS = {
     "distill_lr6": (["--pruned-learning-rate", "6e-4", *B32], ("dense", "prune")),
-    "distill_p16": ([], ("dense", "prune")),  # the defaults
+    "distill_p16": ([], ("dense", "prune")),
     # Both models on batches of 16 for twice the steps (the same examples): a new dense model too.
     "distill_b16": (["--pruned-learning-rate", "6e-4", *B16], ("prune",)),
     # 350 steps of 16 (5,600 examples, 7/8 of 32 x 200): about the compute of 32 x 200 (a step of 16 costs more than half).
@@ -69,13 +73,17 @@ FINETUNE_VARIANTS = {
     # The same with the embeddings kept as loaded in both fine-tunings (AdamW's update of 11.7M weights saved).
     "distill_b16_frozen": (["--pruned-learning-rate", "6e-4", *B16, "--freeze-embeddings"], ("prune",)),
 }
-# The main job with one change to the pruned model's fine-tuning: reuses the `defaults` run's dense model and mask.
-DEFAULTS_VARIANTS = {
-    "defaults_p600": ["--pruned-steps", "600"],  # 600 batches of 16 instead of 400
-    "defaults_alpha1": ["--distill-alpha", "1.0"],  # the teacher's logits only, no labels
-    "defaults_tl30": ["--teacher-layers", "30"],  # the teacher's layer outputs weighted 3x more
-    "defaults_lr4": ["--pruned-learning-rate", "4e-4"],
-    "defaults_lr10": ["--pruned-learning-rate", "1e-3"],
+UPSTREAM_INIT = ["--pruned-init", "upstream"]
+# The main job as it is or with changes to the pruned model's fine-tuning only: each reuses the dense model and
+# mask of the `upstream_init` run of its seed (neither depends on how the pruned model starts).
+MAIN_JOB_VARIANTS = {
+    "defaults": [],  # exactly as `recipes/main.py` runs it
+    "upstream_init": UPSTREAM_INIT,
+    "upstream_init_p600": [*UPSTREAM_INIT, "--pruned-steps", "600"],  # 600 batches of 16 instead of 400
+    "upstream_init_alpha1": [*UPSTREAM_INIT, "--distill-alpha", "1.0"],  # the teacher's logits only, no labels
+    "upstream_init_tl30": [*UPSTREAM_INIT, "--teacher-layers", "30"],  # the teacher's layer outputs weighted 3x more
+    "upstream_init_lr4": [*UPSTREAM_INIT, "--pruned-learning-rate", "4e-4"],
+    "upstream_init_lr10": [*UPSTREAM_INIT, "--pruned-learning-rate", "1e-3"],
 }
 # The file that marks each reusable part of a main-job run finished.
 _FINISHED = {"dense": "results.json", "prune": "report.json"}
@@ -87,28 +95,26 @@ def run(args, objective, seed):
         return
     variant, shared = FINETUNE_VARIANTS.get(objective, (None, ()))
     reference = os.path.join(args.runs, "distill", f"seed{seed}")
-    if objective in DEFAULTS_VARIANTS:
-        variant, shared = DEFAULTS_VARIANTS[objective], ("dense", "prune")
-        reference = os.path.join(args.runs, "defaults", f"seed{seed}")
+    if objective in MAIN_JOB_VARIANTS:
+        variant, shared = MAIN_JOB_VARIANTS[objective], ("dense", "prune")
+        reference = os.path.join(args.runs, "upstream_init", f"seed{seed}")
     # What it takes from the distill run of its seed: the other objectives its dense model, a fine-tuning
     # variant the parts it names.
     if variant is None:
-        shared = () if objective in ("distill", "defaults") else ("dense",)
+        shared = () if objective == "distill" else ("dense",)
     for part in shared:
         done = os.path.join(reference, part, _FINISHED[part])
         if os.path.exists(done) and not os.path.exists(os.path.join(folder, part)):
             # The main job resumes: it reuses a copied part trained with its settings (paths re-based).
             shutil.copytree(os.path.join(reference, part), os.path.join(folder, part))
-    if objective == "defaults":  # the main job exactly as `recipes/main.py` runs it
-        argv = ["--out", folder, "--seed", str(seed)]
-    elif objective in DEFAULTS_VARIANTS:
+    if objective in MAIN_JOB_VARIANTS:
         argv = ["--out", folder, "--seed", str(seed), *variant]
-    elif variant is not None:
-        argv = ["--out", folder, "--seed", str(seed), "--no-prune-rewind", *variant]  # as these rows were measured
+    elif variant is not None:  # as these rows were measured
+        argv = ["--out", folder, "--seed", str(seed), "--no-prune-rewind", *UPSTREAM_INIT, *variant]
     else:
         # Pinned to the rate these rows were measured at.
         argv = ["--out", folder, "--seed", str(seed), "--objective", objective.removesuffix("_rewind"),
-                "--pruned-learning-rate", "3e-4", *B32]
+                "--pruned-learning-rate", "3e-4", *B32, *UPSTREAM_INIT]
         if not objective.endswith("_rewind"):
             argv.append("--no-prune-rewind")
         if objective.startswith("mlm"):
@@ -152,12 +158,14 @@ def report(args, objectives, seeds):
     atomic_write(json_path, json.dumps(result, indent=2).encode())
     lines = ["`recipes/main.py` (MiniLM, RPP to 60% upstream, rt_polarity dev, 1,057 sentences), per upstream "
              "objective (the pruned model fine-tuned at peak rate 3e-4, 200 x 32) or fine-tuning variant (`distill_lr6`: "
-             "at 6e-4, 200 x 32; `distill_p16`: the main job's defaults, the pruned model on 400 x "
-             "16 at 6e-4; `distill_b16*`: both models on batches of 16, see the script's docstring; `defaults`: the "
-             "main job exactly as `recipes/main.py` runs it: the pruned model 400 x 16 at 6e-4, the kept weights "
-             "rewound upstream; `defaults_*`: the main job with one change to the pruned model's fine-tuning, its "
-             "dense model and mask: `_p600` 600 steps, `_alpha1` the teacher's logits only, `_tl30` teacher layers "
-             "weighted 30, `_lr4` / `_lr10` peak rate 4e-4 / 1e-3), seeds as listed; drop = dense minus pruned of the "
+             "at 6e-4, 200 x 32; `distill_p16`: the pruned model on 400 x 16 at 6e-4; `distill_b16*`: both models on "
+             "batches of 16, see the script's docstring; these rows start the pruned model from the encoder the "
+             "pruning stage saved; `defaults`: the main job exactly as `recipes/main.py` runs it: the pruned model "
+             "starts from the dense fine-tuned model with the mask applied, 400 x 16 at 6e-4; `upstream_init`: the "
+             "same from the pruning stage's encoder, its kept weights rewound to the pretrained values, and a new head; "
+             "`upstream_init_*` with one more change, the same dense model and mask: `_p600` 600 steps, `_alpha1` the "
+             "teacher's logits only, `_tl30` teacher layers weighted 30, `_lr4` / `_lr10` peak rate 4e-4 / 1e-3), "
+             "seeds as listed; drop = dense minus pruned of the "
              "same seed, in points; mean +- sample std; prune = wall time of the upstream phase on a 2-core machine (some runs shared the cores).",
              "", "| objective | seeds | dense | pruned | drop (pts) | worst drop | prune phase |", "|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -2,8 +2,8 @@
 
 For each sparsity and method, `tf_rpp.pipeline.compress` (the main job: task-agnostic
 distillation upstream, 150 steps, the kept weights rewound to the pretrained values
-once the mask is final; the pruned model fine-tuned 400 x 16 at 6e-4 distilling the
-dense model) on one shared dense model per seed and task. The upstream stage does not
+once the mask is final; the pruned model starts from them (`pruned_init="upstream"`) and is
+fine-tuned 400 x 16 at 6e-4 distilling the dense model) on one shared dense model per seed and task. The upstream stage does not
 see the task, so one upstream mask per seed, sparsity and method serves every task
 (its folder is copied into the other tasks' runs). Reported per run: validation accuracy, points lost against the dense model,
 the sparsity the pruning steps made before hardening, and for each sparsity the
@@ -31,7 +31,8 @@ from tf_rpp._files import atomic_write  # noqa: E402
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 METHODS = {"rpp": "RPP", "magnitude": "NIP"}
 # The main job's fine-tuning of the pruned model, pinned: every row is measured with the same recipe.
-PRUNED_FINETUNE = {"pruned_steps": 400, "pruned_batch_size": 16, "pruned_learning_rate": 6e-4}
+PRUNED_FINETUNE = {"pruned_steps": 400, "pruned_batch_size": 16, "pruned_learning_rate": 6e-4,
+                   "pruned_init": "upstream"}
 
 
 def main(argv=None):
@@ -108,7 +109,8 @@ def _report(rows, args, command):
     atomic_write(os.path.join(RESULTS, "upstream_rpp_vs_nip.json"),
                  json.dumps({"command": command, "rows": rows}, indent=2).encode())
     lines = [f"`{command}`: MiniLM, validation sets; the main job's recipe (`tf-rpp compress`: 150 upstream steps, "
-             "kept weights rewound, the pruned model fine-tuned 400 x 16 at 6e-4 distilling the dense model), one "
+             "the pruned model from the kept weights rewound to the pretrained values, fine-tuned 400 x 16 at 6e-4 "
+             "distilling the dense model), one "
              "shared dense model per seed and task, one upstream mask per seed, sparsity and method for every task. "
              "Points lost: dense minus pruned of the same seed, mean +- sample std over seeds. Made by the pruning "
              "steps: the exact-zero fraction before hardening. Kept entries shared: the share of NIP's kept "

@@ -5,8 +5,10 @@ Four stages, each a resumable run of its own folder under `out`:
 1. `dense/`: the dense pretrained encoder fine-tuned on the task (the teacher);
 2. `prune/`: RPP learns the universal mask on generic text (upstream,
    task-agnostic: the pruned encoder matches the dense one's layer outputs);
-3. `pruned/`: the pruned encoder fine-tuned with its mask fixed, distilling
-   the dense model's logits and layer outputs, at its own rate, batch and steps;
+3. `pruned/`: the dense fine-tuned model with the universal mask applied,
+   fine-tuned with the mask fixed, distilling the dense model's logits and
+   layer outputs, at its own rate, batch and steps (`pruned_init="upstream"`:
+   the encoder the pruning stage saved, with a new head);
 4. the phone files: `pruned/model.tflite` (float32) and
    `pruned/model_dynamic.tflite` (int8 weights), both with the metadata
    MediaPipe's `TextClassifier` reads, their size and single-thread latency.
@@ -73,6 +75,10 @@ class CompressConfig:
     pruned_steps: int = option(400, "upstream: the pruned model's fine-tuning steps")
     pruned_batch_size: int = option(16, "upstream: the pruned model's batch")
     pruned_learning_rate: float = option(6e-4, "upstream: the pruned model's peak learning rate")
+    pruned_init: str = option("dense", "upstream: what the pruned model starts from: the dense fine-tuned model "
+                              "with the universal mask applied (dense: its head and kept weights already trained on "
+                              "the task) or the encoder the pruning stage saved, with a new head (upstream)",
+                              choices=("dense", "upstream"))
     prune_steps: int = option(150, "upstream: pruning steps on the generic corpus")
     prune_sequence_length: int = option(32, "upstream: tokens per corpus text while pruning")
     objective: str = option("distill", "upstream objective: distill (match the dense encoder's layer outputs) or "
@@ -80,7 +86,8 @@ class CompressConfig:
     prune_distill: float = option(50.0, "with --objective mlm: weight of the layer-output term beside masked LM")
     warmup_steps: int = option(100, "with --objective mlm: the MLM head's warm-up steps")
     prune_rewind: bool = option(True, "upstream: when the mask is final, return the kept weights to the pretrained "
-                                "values (the RPP steps that chose the mask also shrank them; PruneConfig.rewind)")
+                                "values (the RPP steps that chose the mask also shrank them; PruneConfig.rewind); "
+                                "the pruned model starts from them with --pruned-init upstream")
     distill_alpha: float = option(0.5, "weight of the dense model's logits against the labels (1: logits only)")
     teacher_layers: float = option(10.0, "weight of the dense model's layer outputs (0: its logits only)")
     freeze_embeddings: bool = option(False, "both fine-tunings keep the encoder's embeddings as loaded")
@@ -168,9 +175,10 @@ def compress(config=None, **overrides):
             steps=config.prune_steps, warmup_steps=config.warmup_steps, objective=config.objective,
             sequence_length=config.prune_sequence_length, distill=config.prune_distill, rewind=config.prune_rewind,
             seed=config.seed, verbose=config.verbose, resume=True)
+        start = (dict(init_model=dense.model_path) if config.pruned_init == "dense"
+                 else dict(preset=prune.preset_dir))
         pruned = finetuning.finetune(
-            common, out=os.path.join(config.out, "pruned"), preset=prune.preset_dir,
-            mask=prune.mask_path, learning_rate=config.pruned_learning_rate,
+            common, out=os.path.join(config.out, "pruned"), **start, mask=prune.mask_path, learning_rate=config.pruned_learning_rate,
             steps=config.pruned_steps, batch_size=config.pruned_batch_size, **teacher)
         sparsity = prune.sparsity
     files = _phone_files(config, dense, pruned)

@@ -122,9 +122,16 @@ SPEEDUP_RECIPES = {
     2: {"structured": 0.65, "structured_heads": 0.35, "rewind": True},
     3: {"structured": 0.75, "structured_heads": 0.60, "rewind": True},
 }
-# `--speedup`'s help names each recipe from the table above (heads: `structured_heads`, else `structured`).
+# On sentence pairs the smaller dense model lost fewer points at 3x than heads and neurons removed (SNLI; on
+# single sentences the opposite, by about 4 points; docs/which-model.md): `--speedup` there keeps these layers.
+SPEEDUP_PAIR_RECIPES = {
+    3: {"keep_layers": (0, 3)},
+}
+# `--speedup`'s help names each recipe from the tables above (heads: `structured_heads`, else `structured`).
 _SPEEDUP_HELP = "; ".join(f"{n}: {r.get('structured_heads', r['structured']):.0%} of heads, "
-                          f"{r['structured']:.0%} of neurons" for n, r in SPEEDUP_RECIPES.items())
+                          f"{r['structured']:.0%} of neurons, kept weights rewound" for n, r in SPEEDUP_RECIPES.items()) + "".join(
+    f"; {n} on sentence pairs: layers {' and '.join(map(str, r['keep_layers']))} kept"
+    for n, r in SPEEDUP_PAIR_RECIPES.items())
 
 
 @dataclasses.dataclass
@@ -182,8 +189,8 @@ class FinetuneConfig:
     structured: float = option(None, "structured RPP while fine-tuning: remove this fraction of the attention "
                                "heads and of the feed-forward neurons (GroupRPPOptimizer, PolynomialDecay)",
                                type=float)
-    speedup: int = option(None, "instead of --structured: the measured structured recipe for this speed-up of the "
-                          f".tflite ({_SPEEDUP_HELP}; kept weights rewound); pair it with --init-model and "
+    speedup: int = option(None, "instead of --structured: the measured recipe for this speed-up of the "
+                          f".tflite ({_SPEEDUP_HELP}); pair it with --init-model and "
                           "--teacher (the dense fine-tuned model) and --learning-rate 6e-4, as measured "
                           "(docs/which-model.md)", type=int,
                           choices=tuple(SPEEDUP_RECIPES))
@@ -213,12 +220,18 @@ class FinetuneConfig:
     verbose: int = option(1, "Keras progress display: 0 silent, 1 bar, 2 a line per epoch", choices=(0, 1, 2))
 
     def with_speedup_recipe(self):
-        """This config with `--speedup N` turned into its structured recipe (`SPEEDUP_RECIPES`); else itself.
+        """This config with `--speedup N` turned into its measured recipe; else itself.
+
+        The recipe is `SPEEDUP_RECIPES[N]` (heads and neurons removed), or for sentence-pair input (two
+        `--text-columns` with `--data`, or a pair task such as snli) `SPEEDUP_PAIR_RECIPES[N]` where
+        there is one (encoder layers kept).
 
         Example:
 
         >>> FinetuneConfig(speedup=3).with_speedup_recipe().structured_heads
         0.6
+        >>> FinetuneConfig(speedup=3, task="snli").with_speedup_recipe().keep_layers
+        (0, 3)
         """
         if self.speedup is None:
             return self
@@ -231,7 +244,15 @@ class FinetuneConfig:
                                           ("--structured-blocks", self.structured_blocks)) if value is not None]
         if given:
             raise ValueError(f"--speedup chooses what to remove; do not pass {', '.join(given)} with it.")
+        if self.speedup in SPEEDUP_PAIR_RECIPES and self._pairs():
+            return dataclasses.replace(self, **SPEEDUP_PAIR_RECIPES[self.speedup])
         return dataclasses.replace(self, **SPEEDUP_RECIPES[self.speedup])
+
+    def _pairs(self):
+        """Whether the examples are sentence pairs, from the settings alone (before any data is read)."""
+        if self.data is not None:
+            return len(self.text_columns) == 2
+        return self.task in tasks.TASKS and tasks.get(self.task).is_pair
 
     def check(self):
         """Raises ValueError for settings that cannot work, before any data or model is loaded."""

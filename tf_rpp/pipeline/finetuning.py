@@ -82,6 +82,9 @@ def finetune(config=None, **overrides):
 
         return squad_finetuning.finetune_squad(config)
     spec, table = resolve_task(config)
+    if config.speedup is not None and config.keep_layers is not None:
+        print(f"--speedup {config.speedup} on sentence pairs: the smaller model, which lost fewer points there than "
+              "heads and neurons removed (docs/which-model.md)")
     if config.teacher and spec.is_regression:
         raise ValueError(f"--teacher distils class probabilities; {spec.name} is a regression task.")
     os.makedirs(config.out, exist_ok=True)

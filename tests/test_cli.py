@@ -69,7 +69,7 @@ def test_speedup_fills_in_its_measured_recipe_and_refuses_a_second_choice(tmp_pa
         args = cli.build_parser().parse_args(["finetune", "--speedup", "3", *argv])
         config = options.config_from_arguments(FinetuneConfig, args).with_speedup_recipe()
         assert config.keep_layers == (0, 3) and config.structured is None and not config.rewind
-        config.check()
+        dataclasses.replace(config, shrink=True).check()  # which-model.md's commands hold for pairs too
         args = cli.build_parser().parse_args(["finetune", "--speedup", "2", *argv])
         assert options.config_from_arguments(FinetuneConfig, args).with_speedup_recipe().structured == 0.65
     with pytest.raises(SystemExit):  # argparse: only measured speed-ups

@@ -208,7 +208,9 @@ class FinetuneConfig:
                           "to their values at the start (the proximal steps shrink them; tf_rpp.hardening.rewind)")
     group_strength: float = option(1.0, "initial scale-free group lambda of --structured; RPPCallback adapts it")
     shrink: bool = option(False, "with --structured: also write model_shrunk.keras (removed heads and neurons "
-                          "dropped) and export that one with --export-tflite")
+                          "dropped) and export that one with --export-tflite; with --keep-layers the same file "
+                          "holds the model as trained (its layers are already gone), so --speedup's commands "
+                          "work on every task")
     export_tflite: bool = option(False, "also write model.tflite (float32, loads in MediaPipe and LiteRT)")
     save_model: bool = option(True, "write model.keras")
     freeze_embeddings: bool = option(False, "keep the encoder's embeddings (token, position, segment, their "
@@ -272,8 +274,9 @@ class FinetuneConfig:
                 raise ValueError("--structured-blocks needs --structured (the heads' and neurons' fraction).")
             if not 0 < self.structured_blocks < 1:
                 raise ValueError(f"--structured-blocks is a fraction in (0, 1); received {self.structured_blocks}.")
-        if self.structured is None and self.shrink:
-            raise ValueError("--shrink needs --structured (only removed heads and neurons can be dropped).")
+        if self.structured is None and self.keep_layers is None and self.shrink:
+            raise ValueError("--shrink needs --structured (only removed heads and neurons can be dropped) or "
+                             "--keep-layers.")
         pruning = [flag for flag, value in (("--sparsity", self.sparsity), ("--structured", self.structured))
                    if value is not None]
         if len(pruning) == 2:

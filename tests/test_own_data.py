@@ -16,8 +16,8 @@ import pytest
 
 import tf_rpp_lite
 from tf_rpp import data
-from tf_rpp import saving
 from tf_rpp import pipeline
+from tf_rpp import saving
 from tf_rpp.data import files as tables
 
 

@@ -178,8 +178,9 @@ def compress(config=None, **overrides):
         start = (dict(init_model=dense.model_path) if config.pruned_init == "dense"
                  else dict(preset=prune.preset_dir))
         pruned = finetuning.finetune(
-            common, out=os.path.join(config.out, "pruned"), **start, mask=prune.mask_path, learning_rate=config.pruned_learning_rate,
-            steps=config.pruned_steps, batch_size=config.pruned_batch_size, **teacher)
+            common, out=os.path.join(config.out, "pruned"), **start, mask=prune.mask_path,
+            learning_rate=config.pruned_learning_rate, steps=config.pruned_steps, batch_size=config.pruned_batch_size,
+            **teacher)
         sparsity = prune.sparsity
     files = _phone_files(config, dense, pruned)
     metric = next(iter(dense.metrics))

@@ -128,10 +128,11 @@ SPEEDUP_PAIR_RECIPES = {
     3: {"keep_layers": (0, 3)},
 }
 # `--speedup`'s help names each recipe from the tables above (heads: `structured_heads`, else `structured`).
-_SPEEDUP_HELP = "; ".join(f"{n}: {r.get('structured_heads', r['structured']):.0%} of heads, "
-                          f"{r['structured']:.0%} of neurons, kept weights rewound" for n, r in SPEEDUP_RECIPES.items()) + "".join(
-    f"; {n} on sentence pairs: layers {' and '.join(map(str, r['keep_layers']))} kept"
-    for n, r in SPEEDUP_PAIR_RECIPES.items())
+_SPEEDUP_HELP = "; ".join(
+    [f"{n}: {r.get('structured_heads', r['structured']):.0%} of heads, {r['structured']:.0%} of neurons, kept "
+     "weights rewound" for n, r in SPEEDUP_RECIPES.items()]
+    + [f"{n} on sentence pairs: layers {' and '.join(map(str, r['keep_layers']))} kept"
+       for n, r in SPEEDUP_PAIR_RECIPES.items()])
 
 
 @dataclasses.dataclass

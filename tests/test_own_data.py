@@ -172,18 +172,18 @@ def test_compress_runs_the_whole_recipe_on_a_folder_and_resumes(snli_folder, sma
     with pytest.raises(ValueError, match="sparsity"):
         pipeline.compress(**dict(settings, sparsity=1.5))
     # The other start of the pruned model, on the same dense model and mask: only the pruned stage trains.
-    other = "upstream" if pipeline.CompressConfig().pruned_init == "dense" else "dense"
+    default = pipeline.CompressConfig().pruned_init
+    other = "upstream" if default == "dense" else "dense"
     for stage in ("dense", "prune"):
         shutil.copytree(tmp_path / "c" / stage, tmp_path / "d" / stage)
     second = pipeline.compress(**dict(settings, out=str(tmp_path / "d"), pruned_init=other))
     assert second.pruned.mask_held and second.dense.metrics == result.dense.metrics
-    runs = {pipeline.CompressConfig().pruned_init: result, other: second}
 
     def head_moved(run):  # how far the pruned model's head is from the dense model's, relative to its size
         dense, pruned = (saving.load_model(path, compile=False).output_dense.kernel.numpy()
                          for path in (run.dense.model_path, run.pruned.model_path))
         return np.linalg.norm(pruned - dense) / np.linalg.norm(dense)
 
+    moved = {default: head_moved(result), other: head_moved(second)}
     # From the dense model the head starts trained and 8 steps move it little; from upstream it starts new.
-    assert head_moved(runs["dense"]) < 0.5 * head_moved(runs["upstream"]), (head_moved(runs["dense"]),
-                                                                            head_moved(runs["upstream"]))
+    assert moved["dense"] < 0.5 * moved["upstream"], moved

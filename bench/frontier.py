@@ -32,6 +32,8 @@ and teacher:
   other), trained for the same steps at the structured cells' rate while
   distilling the dense model's logits and, kept layer by kept layer, its
   layer outputs. `_dt`: from and distilling `dense_distilled`.
+  `layerdrop_R_alternate_hH_nN_rewind_dt`: both: R layers dropped, then H% of
+  the kept layers' heads and N% of their neurons removed as in `structured_hH_nN_rewind_dt`.
 - `rpp_up_S`: the paper's flow: a universal mask learned upstream with RPP
   (`tf_rpp.pipeline.prune`, per seed, on the task-agnostic distillation
   objective, the main job's, `--upstream-steps` at 32 tokens), then
@@ -153,6 +155,13 @@ def _cells():
                 learning_rate=3e-4)
             cells[f"layerdrop_{removed}_{strategy}_dt"] = dict(cells[f"layerdrop_{removed}_{strategy}"],
                                                                start="dense_distilled")
+    # Both at once, for speed-ups past what either reaches alone at a small loss: whole layers dropped
+    # (every other one kept), then H% of the kept layers' heads and N% of their neurons removed.
+    for removed in (2, 3):
+        for heads, neurons in ((35, 65), (60, 75)):
+            cells[f"layerdrop_{removed}_alternate_h{heads}_n{neurons}_rewind_dt"] = dict(
+                cells[f"structured_h{heads}_n{neurons}_rewind_dt"],
+                keep_layers=tuple(layer_drop.layers_to_keep(6, 6 - removed, "alternate")))
     # Recovery variants: sparser models may need a larger step size, or only the teacher's soft labels.
     for name in [c for c in cells if c.endswith("_dt")]:
         cells[f"{name}_lr6"] = dict(cells[name], learning_rate=6e-4)
@@ -378,6 +387,32 @@ def summarize(args, tasks, cells, seeds):
     return rows
 
 
+def _with_earlier_seeds(rows, old):
+    """`rows` with the seeds an earlier report of the same rows holds and these runs lack (their folders gone).
+
+    A seed measured again replaces the earlier figure; the spread and the drop are recomputed over all seeds.
+    """
+    merged = []
+    for row in rows:
+        earlier = old.get((row["task"], row["cell"], row["steps"]))
+        missing = {s: v for s, v in (earlier or {}).get("per_seed", {}).items() if s not in row["per_seed"]}
+        if missing:
+            n_new, n_old = len(row["per_seed"]), len(missing)
+            row = dict(row, per_seed=dict(sorted({**row["per_seed"], **missing}.items())),
+                       compute_s_mean=(row["compute_s_mean"] * n_new + earlier["compute_s_mean"] * n_old)
+                       / (n_new + n_old))
+            row["seeds"] = sorted(int(s) for s in row["per_seed"])
+            row["accuracy"] = _spread(list(row["per_seed"].values()))
+        merged.append(row)
+    dense = {(r["task"], r["steps"]): r["per_seed"] for r in list(old.values()) + merged if r["cell"] == "dense"}
+    for row in merged:
+        base = dense.get((row["task"], row["steps"]))
+        if base and row["cell"] != "dense":
+            paired = [base[s] - v for s, v in row["per_seed"].items() if s in base]
+            row["drop_vs_dense"] = _spread(paired) if paired else None
+    return merged
+
+
 def markdown(rows, args):
     lines = [f"MiniLM-L6 (all-MiniLM-L6-v2), `steps` fine-tuning steps at batch 32 per run (the dense "
              "baseline of a row is trained for as many), seeds "
@@ -448,6 +483,7 @@ def main(argv=None):
     if os.path.exists(json_path):  # rows of other tasks or cells measured earlier stay
         with open(json_path, encoding="utf-8") as f:
             old = {(r["task"], r["cell"], r["steps"]): r for r in json.load(f)["rows"]}
+    rows = _with_earlier_seeds(rows, old)
     old.update({(r["task"], r["cell"], r["steps"]): r for r in rows})
     merged = sorted(old.values(), key=lambda r: (r["task"], r["steps"], list(CELLS).index(r["cell"])))
     summary = {"command": "python bench/frontier.py " + " ".join(argv if argv is not None else sys.argv[1:]),

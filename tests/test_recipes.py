@@ -186,8 +186,19 @@ def test_finetune_keeps_the_layers_asked_and_distils_them_from_the_full_model(de
     interpreter = Interpreter(model_path=result.tflite_path)
     interpreter.allocate_tensors()
     assert interpreter.get_output_details()[0]["shape"][-1] == 2
+    # Both at once: the kept layer's heads and neurons pruned too, then shrunk to the same logits.
+    both = pipeline.finetune(task="rt_polarity", init_model=str(dense_teacher), keep_layers=(1,), structured=0.5,
+                             rewind=True, teacher=str(dense_teacher), teacher_layers=10, shrink=True,
+                             out=str(tmp_path / "both"), steps=6, pruning_steps=4, eval_limit=16, **SMALL)
+    assert both.keep_layers == [1] and both.mask_held is True and both.removed_groups["heads"] >= 0.5
+    assert len(both.shrunk["heads"]) == 1  # one layer of 4 heads and 128 neurons left to shrink
+    assert sum(both.shrunk["intermediate"]) == round(128 * (1 - both.removed_groups["neurons"]))
+    masked = saving.load_model(str(tmp_path / "both" / "model.keras"), compile=False)
+    shrunk = saving.load_model(str(tmp_path / "both" / "model_shrunk.keras"), compile=False)
+    texts = ["a wonderful, moving film", "dull and far too long"]
+    np.testing.assert_allclose(shrunk.predict(texts, verbose=0), masked.predict(texts, verbose=0), atol=1e-5)
     out, _ = pruned
-    with pytest.raises(ValueError, match="--keep-layers trains a smaller dense model"):
+    with pytest.raises(ValueError, match="--keep-layers trains a smaller model"):
         pipeline.finetune(task="rt_polarity", keep_layers=(0,), mask=str(out / "mask.npz"), out=str(tmp_path / "x"))
     with pytest.raises(ValueError, match="distinct, ascending indices in \\[0, 2\\)"):
         pipeline.finetune(task="rt_polarity", init_model=str(dense_teacher), keep_layers=(0, 2), steps=1,

@@ -293,9 +293,9 @@ class FinetuneConfig:
         elif self.rewind:
             raise ValueError("--rewind needs --sparsity or --structured (it acts when their mask is final).")
         if self.keep_layers is not None:
-            if self.mask or pruning:
-                raise ValueError("--keep-layers trains a smaller dense model; it does not combine with --mask, "
-                                 "--sparsity or --structured.")
+            if self.mask or self.sparsity is not None:
+                raise ValueError("--keep-layers trains a smaller model, dense or with --structured; it does not "
+                                 "combine with --mask or --sparsity.")
             try:
                 layer_drop.check_kept(self.keep_layers)
             except ValueError as error:

@@ -1,9 +1,11 @@
 """Which model for my phone: the best measured recipe for each speed-up, against the smaller dense model.
 
 Reads the seed-averaged accuracy of every 600-step cell (`bench/results/frontier.json`, `layer_drop.json`,
-`blocks.json`, `speedup_recipes.json`: whichever holds the most seeds of a cell) and one round-robin
-latency run that timed all their seed-0 files together (`bench/results/which_model_latency.json`,
-from `bench/frontier_latency.py`), and writes:
+`blocks.json`, `speedup_recipes.json`, `layer_drop_structured.json`: whichever holds the most seeds of a
+cell) and the round-robin latency runs that timed their seed-0 files together
+(`bench/results/which_model_latency.json`, then `which_model_latency_combined.json` for the cells the first
+did not time; from `bench/frontier_latency.py`; each speed-up is against the dense file of its own run),
+and writes:
 
 - `bench/results/which_model.{json,md}`: for each speed-up (2x, 3x, 4x of the dense float32 file, 1
   thread, 64 tokens; a cell counts at 0.95x of it, the rounds' spread), the cell that loses the fewest
@@ -32,14 +34,21 @@ from tf_rpp._files import atomic_write
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 RESULTS = os.path.join(ROOT, "bench", "results")
-SOURCES = ("frontier", "layer_drop", "blocks", "speedup_recipes")
+SOURCES = ("frontier", "layer_drop", "blocks", "speedup_recipes", "layer_drop_structured")
 TARGETS = (2.0, 3.0, 4.0)
 TOLERANCE = 0.95
 
 
+def smaller_model(cell):
+    """Whether `cell` is the smaller dense model (layers dropped, nothing else removed), the baseline to beat."""
+    return cell.startswith("layerdrop") and "_h" not in cell
+
+
 def family(cell):
     """The family a cell belongs to, for the picture's colours."""
-    if cell.startswith("layerdrop"):
+    if cell.startswith("layerdrop") and not smaller_model(cell):
+        return "layers dropped + structured"
+    if smaller_model(cell):
         return "smaller model (layers dropped)"
     if "_b" in cell and cell.startswith("structured"):
         return "structured + whole blocks"
@@ -69,6 +78,29 @@ def accuracy_rows(task, steps):
     return best
 
 
+def _merged_latency(names):
+    """The rows of several round-robin latency runs, a cell from the first run that timed it.
+
+    Speed-ups compare across runs (each is against the dense file of the same run); milliseconds less so.
+    """
+    runs = []
+    for name in names:
+        with open(os.path.join(RESULTS, f"{name}.json"), encoding="utf-8") as f:
+            runs.append(json.load(f))
+    rows, first, both = [], {}, []
+    for number, run in enumerate(runs, 1):
+        for row in run["rows"]:
+            if row["cell"] not in first:
+                first[row["cell"]] = row
+                rows.append(dict(row, run=number))
+            elif row["cell"] != "dense":  # timed again: how far the runs' speed-ups agree
+                both.append({"cell": row["cell"], "runs": [1, number], "speedup": {
+                    v: [first[row["cell"]][v]["speedup_median"], row[v]["speedup_median"]]
+                    for v in ("float32", "int8")}})
+    return {"command": " and ".join(f"({i}) `{r['command']}`" for i, r in enumerate(runs, 1)),
+            "rounds": runs[0]["rounds"], "rows": rows, "timed_twice": both}
+
+
 def points(accuracy, latency):
     """The picture's and the table's entries: cells with both an accuracy row and timed files."""
     out = []
@@ -87,7 +119,7 @@ def points(accuracy, latency):
             "speedup": {v: row[v]["speedup_median"] for v in ("float32", "int8")},
             "speedup_2_threads": {v: row[v].get("threads", {}).get("2", {}).get("speedup_median")
                                   for v in ("float32", "int8")},
-            "ms": {v: row[v]["median_ms"] for v in ("float32", "int8")},
+            "ms": {v: row[v]["median_ms"] for v in ("float32", "int8")}, "timed_in": row.get("run", 1),
             "megabytes": {v: row[v]["bytes"] / 1e6 for v in ("float32", "int8")},
         })
     return out
@@ -98,8 +130,8 @@ def choose(entries):
     table = []
     for target in TARGETS:
         fast = [e for e in entries if e["speedup"]["float32"] >= TOLERANCE * target]
-        pruned = [e for e in fast if not e["cell"].startswith("layerdrop")]
-        dropped = [e for e in fast if e["cell"].startswith("layerdrop")]
+        pruned = [e for e in fast if not smaller_model(e["cell"])]
+        dropped = [e for e in fast if smaller_model(e["cell"])]
         best = min(pruned, key=lambda e: e["drop"]["mean"]) if pruned else None
         baseline = min(dropped, key=lambda e: e["drop"]["mean"]) if dropped else None
         table.append({"target": target, "best": best and best["cell"], "layer_drop": baseline and baseline["cell"]})
@@ -112,16 +144,17 @@ def _fmt(entry):
     d = entry["drop"]
     return (f"`{entry['cell']}`", f"{d['mean']:.2f} +- {d['std']:.2f} (n={d['n']})",
             f"{entry['speedup']['float32']:.2f}x / {entry['speedup']['int8']:.2f}x",
-            f"{entry['ms']['float32']:.1f} / {entry['ms']['int8']:.1f} ms, "
+            f"{entry['ms']['float32']:.1f} / {entry['ms']['int8']:.1f} ms ({entry['timed_in']}), "
             f"{entry['megabytes']['float32']:.0f} / {entry['megabytes']['int8']:.0f} MB")
 
 
 def markdown(entries, table, latency):
     by_cell = {e["cell"]: e for e in entries}
     lines = [f"rt_polarity, 600 fine-tuning steps; points lost = dense minus cell, paired by seed, mean +- sample "
-             f"std (n seeds). Speed-up and latency: `{latency['command']}` (batch 1, 64 tokens, 1 thread, median "
+             f"std (n seeds). Speed-up and latency: {latency['command']} (batch 1, 64 tokens, 1 thread, median "
              f"of {latency['rounds']} round-robin rounds; float32 / dynamic int8). A cell counts for a target "
-             f"at {TOLERANCE}x of it.", "",
+             f"at {TOLERANCE}x of it. (1), (2): the run that timed the cell; milliseconds compare within a run only "
+             "(the runs may be on different machines), speed-ups across them.", "",
              "| target | recipe | points lost | speed-up fp32 / int8 | latency, size fp32 / int8 | "
              "layer-dropped model of equal speed | its points lost | its speed-up |",
              "|---|---|---|---|---|---|---|---|"]
@@ -129,16 +162,22 @@ def markdown(entries, table, latency):
         best, base = by_cell.get(row["best"]), by_cell.get(row["layer_drop"])
         b, bl = _fmt(best), _fmt(base)
         lines.append(f"| {row['target']:.0f}x | {b[0]} | {b[1]} | {b[2]} | {b[3]} | {bl[0]} | {bl[1]} | {bl[2]} |")
+    if latency["timed_twice"]:
+        lines += ["", "Cells timed in more than one run (the first run's figures are used): "
+                  + "; ".join(f"`{t['cell']}` {t['speedup']['float32'][0]:.2f}x / {t['speedup']['int8'][0]:.2f}x "
+                              f"in ({t['runs'][0]}), {t['speedup']['float32'][1]:.2f}x / "
+                              f"{t['speedup']['int8'][1]:.2f}x in ({t['runs'][1]})" for t in latency["timed_twice"])
+                  + " (float32 / int8)."]
     lines += ["", "Every timed cell:", "",
               "| cell | family | seeds | points lost | worst seed | speed-up fp32 / int8 (1 thread) | "
-              "speed-up fp32 / int8 (2 threads) | fp32 / int8 MB |", "|---|---|---|---|---|---|---|---|"]
+              "speed-up fp32 / int8 (2 threads) | fp32 / int8 MB | timed in |", "|---|---|---|---|---|---|---|---|---|"]
     for e in sorted(entries, key=lambda e: e["speedup"]["float32"]):
         two = e["speedup_2_threads"]
         two_text = f"{two['float32']:.2f}x / {two['int8']:.2f}x" if two["float32"] else "-"
         lines.append(f"| `{e['cell']}` | {e['family']} | {e['seeds']} | {e['drop']['mean']:.2f} +- "
                      f"{e['drop']['std']:.2f} | {e['drop']['worst']:.2f} | {e['speedup']['float32']:.2f}x / "
                      f"{e['speedup']['int8']:.2f}x | {two_text} | {e['megabytes']['float32']:.0f} / "
-                     f"{e['megabytes']['int8']:.0f} |")
+                     f"{e['megabytes']['int8']:.0f} | ({e['timed_in']}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -146,17 +185,19 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="rt_polarity")
     p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--latency", default="which_model_latency", help="latency results name under bench/results")
+    p.add_argument("--latency", default="which_model_latency,which_model_latency_combined",
+                   help="comma-separated latency results names under bench/results; each cell's speed-up is "
+                        "against the dense file of its own run, from the first name that timed it")
     p.add_argument("--picture", default=os.path.join(ROOT, "docs", "images", "frontier.png"))
     args = p.parse_args(argv)
-    with open(os.path.join(RESULTS, f"{args.latency}.json"), encoding="utf-8") as f:
-        latency = json.load(f)
+    latency = _merged_latency(args.latency.split(","))
     entries = points(accuracy_rows(args.task, args.steps), latency)
     if not entries:
         raise SystemExit("which_model: no cell has both an accuracy row and timed files.")
     table = choose(entries)
     command = "python bench/which_model.py " + " ".join(argv if argv is not None else sys.argv[1:])
     summary = {"command": command.strip(), "latency_command": latency["command"],
+               "timed_twice": latency["timed_twice"],
                "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "table": table, "cells": entries}
     text = markdown(entries, table, latency)
     atomic_write(os.path.join(RESULTS, "which_model.json"), json.dumps(summary, indent=2).encode())

@@ -59,10 +59,11 @@ def test_recipe_flags_still_parse():
 
 
 def test_speedup_fills_in_its_measured_recipe_and_refuses_a_second_choice(tmp_path):
-    for speedup, recipe in (("2", (0.65, 0.35, True)), ("3", (0.75, 0.60, True))):
+    for speedup, recipe in (("2", (0.65, 0.35, True, None)), ("3", (0.75, 0.60, True, None)),
+                            ("4", (0.65, 0.35, True, (0, 2, 4)))):
         args = cli.build_parser().parse_args(["finetune", "--speedup", speedup])
         config = options.config_from_arguments(FinetuneConfig, args).with_speedup_recipe()
-        assert (config.structured, config.structured_heads, config.rewind) == recipe
+        assert (config.structured, config.structured_heads, config.rewind, config.keep_layers) == recipe
         config.check()
     # Sentence pairs (a pair task, or two text columns of your own data) take the smaller model at 3x.
     for argv in (["--task", "snli"], ["--data", "train.csv", "dev.csv", "--text-columns", "premise", "hypothesis"]):
@@ -73,7 +74,7 @@ def test_speedup_fills_in_its_measured_recipe_and_refuses_a_second_choice(tmp_pa
         args = cli.build_parser().parse_args(["finetune", "--speedup", "2", *argv])
         assert options.config_from_arguments(FinetuneConfig, args).with_speedup_recipe().structured == 0.65
     with pytest.raises(SystemExit):  # argparse: only measured speed-ups
-        cli.build_parser().parse_args(["finetune", "--speedup", "4"])
+        cli.build_parser().parse_args(["finetune", "--speedup", "5"])
     from tf_rpp import pipeline
 
     with pytest.raises(ValueError, match="--speedup chooses what to remove; do not pass --structured"):

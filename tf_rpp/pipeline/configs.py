@@ -121,6 +121,9 @@ class PruneResult:
 SPEEDUP_RECIPES = {
     2: {"structured": 0.65, "structured_heads": 0.35, "rewind": True},
     3: {"structured": 0.75, "structured_heads": 0.60, "rewind": True},
+    # Past 3x, removing more heads and neurons lost more than dropping every other layer and then
+    # applying the 2x recipe to the layers kept (rt_polarity).
+    4: {"keep_layers": (0, 2, 4), "structured": 0.65, "structured_heads": 0.35, "rewind": True},
 }
 # On sentence pairs the smaller dense model lost fewer points at 3x than heads and neurons removed (SNLI; on
 # single sentences the opposite, by about 4 points; docs/which-model.md): `--speedup` there keeps these layers.
@@ -129,7 +132,8 @@ SPEEDUP_PAIR_RECIPES = {
 }
 # `--speedup`'s help names each recipe from the tables above (heads: `structured_heads`, else `structured`).
 _SPEEDUP_HELP = "; ".join(
-    [f"{n}: {r.get('structured_heads', r['structured']):.0%} of heads, {r['structured']:.0%} of neurons, kept "
+    [f"{n}: " + (f"layers {', '.join(map(str, r['keep_layers']))} kept, then " if "keep_layers" in r else "")
+     + f"{r.get('structured_heads', r['structured']):.0%} of heads, {r['structured']:.0%} of neurons, kept "
      "weights rewound" for n, r in SPEEDUP_RECIPES.items()]
     + [f"{n} on sentence pairs: layers {' and '.join(map(str, r['keep_layers']))} kept"
        for n, r in SPEEDUP_PAIR_RECIPES.items()])
@@ -176,8 +180,9 @@ class FinetuneConfig:
     init_model: str = option(None, "start from this fine-tuned classifier (.keras) instead of --preset, e.g. to "
                              "prune it", type=str)
     keep_layers: tuple = option(None, "keep only these encoder layers (e.g. 0 1 2) of --preset or --init-model, "
-                                "the others removed before training (layer dropping: a smaller dense model); with "
-                                "--teacher-layers each kept layer matches the teacher's layer it was",
+                                "the others removed before training (layer dropping: a smaller dense model; with "
+                                "--structured its heads and neurons are pruned too); with --teacher-layers each "
+                                "kept layer matches the teacher's layer it was",
                                 type=int, nargs="+")
     sparsity: float = option(None, "prune while fine-tuning (downstream, unstructured): reach this sparsity of the "
                              "encoder kernels (PolynomialDecay over --pruning-steps) with --method, e.g. starting "

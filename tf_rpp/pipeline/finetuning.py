@@ -82,7 +82,7 @@ def finetune(config=None, **overrides):
 
         return squad_finetuning.finetune_squad(config)
     spec, table = resolve_task(config)
-    if config.speedup is not None and config.keep_layers is not None:
+    if config.speedup is not None and config.keep_layers is not None and config.structured is None:
         print(f"--speedup {config.speedup} on sentence pairs: the smaller model, which lost fewer points there than "
               "heads and neurons removed (docs/which-model.md)")
     if config.teacher and spec.is_regression:

@@ -387,15 +387,16 @@ def summarize(args, tasks, cells, seeds):
     return rows
 
 
-def _with_earlier_seeds(rows, old):
-    """`rows` with the seeds an earlier report of the same rows holds and these runs lack (their folders gone).
+def _with_earlier_seeds(rows, old, seeds):
+    """`rows` with those of `seeds` an earlier report of the same rows holds and these runs lack (folders gone).
 
     A seed measured again replaces the earlier figure; the spread and the drop are recomputed over all seeds.
     """
     merged = []
     for row in rows:
         earlier = old.get((row["task"], row["cell"], row["steps"]))
-        missing = {s: v for s, v in (earlier or {}).get("per_seed", {}).items() if s not in row["per_seed"]}
+        missing = {s: v for s, v in (earlier or {}).get("per_seed", {}).items()
+                   if s not in row["per_seed"] and int(s) in seeds}
         if missing:
             n_new, n_old = len(row["per_seed"]), len(missing)
             row = dict(row, per_seed=dict(sorted({**row["per_seed"], **missing}.items())),
@@ -483,7 +484,7 @@ def main(argv=None):
     if os.path.exists(json_path):  # rows of other tasks or cells measured earlier stay
         with open(json_path, encoding="utf-8") as f:
             old = {(r["task"], r["cell"], r["steps"]): r for r in json.load(f)["rows"]}
-    rows = _with_earlier_seeds(rows, old)
+    rows = _with_earlier_seeds(rows, old, seeds)
     old.update({(r["task"], r["cell"], r["steps"]): r for r in rows})
     merged = sorted(old.values(), key=lambda r: (r["task"], r["steps"], list(CELLS).index(r["cell"])))
     summary = {"command": "python bench/frontier.py " + " ".join(argv if argv is not None else sys.argv[1:]),

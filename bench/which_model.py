@@ -46,10 +46,10 @@ def smaller_model(cell):
 
 def family(cell):
     """The family a cell belongs to, for the picture's colours."""
-    if cell.startswith("layerdrop") and not smaller_model(cell):
-        return "layers dropped + structured"
     if smaller_model(cell):
         return "smaller model (layers dropped)"
+    if cell.startswith("layerdrop"):
+        return "layers dropped + structured"
     if "_b" in cell and cell.startswith("structured"):
         return "structured + whole blocks"
     if cell.startswith("structured"):
@@ -91,12 +91,12 @@ def _merged_latency(names):
     for number, run in enumerate(runs, 1):
         for row in run["rows"]:
             if row["cell"] not in first:
-                first[row["cell"]] = row
-                rows.append(dict(row, run=number))
+                first[row["cell"]] = dict(row, run=number)
+                rows.append(first[row["cell"]])
             elif row["cell"] != "dense":  # timed again: how far the runs' speed-ups agree
-                both.append({"cell": row["cell"], "runs": [1, number], "speedup": {
-                    v: [first[row["cell"]][v]["speedup_median"], row[v]["speedup_median"]]
-                    for v in ("float32", "int8")}})
+                earlier = first[row["cell"]]
+                both.append({"cell": row["cell"], "runs": [earlier["run"], number], "speedup": {
+                    v: [earlier[v]["speedup_median"], row[v]["speedup_median"]] for v in ("float32", "int8")}})
     return {"command": " and ".join(f"({i}) `{r['command']}`" for i, r in enumerate(runs, 1)),
             "rounds": runs[0]["rounds"], "rows": rows, "timed_twice": both}
 

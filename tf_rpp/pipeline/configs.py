@@ -131,8 +131,10 @@ SPEEDUP_RECIPES = {
 SPEEDUP_PAIR_RECIPES = {
     3: {"keep_layers": (0, 2, 3, 4), "structured": 0.65, "structured_heads": 0.35, "rewind": True},
 }
-# `--speedup`'s help names each recipe from the tables above (heads: `structured_heads`, else `structured`).
+
+
 def _recipe_text(recipe):
+    """A speed-up recipe in words, for `--speedup`'s help and finetune's log (heads: `structured_heads`)."""
     kept = f"layers {', '.join(map(str, recipe['keep_layers']))} kept, then " if "keep_layers" in recipe else ""
     return (kept + f"{recipe.get('structured_heads', recipe['structured']):.0%} of heads, "
             f"{recipe['structured']:.0%} of neurons, kept weights rewound")
@@ -217,8 +219,8 @@ class FinetuneConfig:
                           "to their values at the start (the proximal steps shrink them; tf_rpp.hardening.rewind)")
     group_strength: float = option(1.0, "initial scale-free group lambda of --structured; RPPCallback adapts it")
     shrink: bool = option(False, "with --structured: also write model_shrunk.keras (removed heads and neurons "
-                          "dropped) and export that one with --export-tflite; with --keep-layers the same file "
-                          "holds the model as trained (its layers are already gone), so --speedup's commands "
+                          "dropped) and export that one with --export-tflite; with --keep-layers alone the same "
+                          "file holds the model as trained (its layers are already gone), so --speedup's commands "
                           "work on every task")
     export_tflite: bool = option(False, "also write model.tflite (float32, loads in MediaPipe and LiteRT)")
     save_model: bool = option(True, "write model.keras")

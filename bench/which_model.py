@@ -1,20 +1,21 @@
 """Which model for my phone: the best measured recipe for each speed-up, against the smaller dense model.
 
-Reads the seed-averaged accuracy of every 600-step cell (`bench/results/frontier.json`, `layer_drop.json`,
-`blocks.json`, `speedup_recipes.json`, `layer_drop_structured.json`: whichever holds the most seeds of a
-cell) and the round-robin latency runs that timed their seed-0 files together
+Reads the seed-averaged accuracy of every 600-step cell of `--task` (the results files named in `SOURCES`:
+whichever holds the most seeds of a cell) and the round-robin latency runs that timed their seed-0 files together
 (`bench/results/which_model_latency.json`, then `which_model_latency_combined.json` for the cells the first
 did not time; from `bench/frontier_latency.py`; each speed-up is against the dense file of its own run),
 and writes:
 
-- `bench/results/which_model.{json,md}`: for each speed-up (2x, 3x, 4x of the dense float32 file, 1
-  thread, 64 tokens; a cell counts at 0.95x of it, the rounds' spread), the cell that loses the fewest
-  points, the best layer-dropped model of equal or higher speed-up, and every cell's figures;
-- `docs/images/frontier.png`: points lost against speed-up (float32, dynamic int8) and file size.
+- `bench/results/which_model.{json,md}` (`which_model_<task>` for another task): for each speed-up (2x, 3x,
+  4x of the dense float32 file, 1 thread, 64 tokens; a cell counts at 0.95x of it, the rounds' spread), the
+  cell that loses the fewest points, the best layer-dropped model of equal or higher speed-up, and every cell's figures;
+- `docs/images/frontier.png` (`frontier_<task>.png`): points lost against speed-up (float32, dynamic int8) and
+  file size.
 
     python bench/frontier_latency.py --runs-dir runs/which_model_files --cells <cells> --rounds 5 --threads 1,2 \
         --name which_model_latency
     python bench/which_model.py
+    python bench/which_model.py --task snli      # the rt_polarity files' latency: same recipes, same shapes
 
 `runs/which_model_files/<task>/<cell>/seed0/model_{float32,int8}.tflite` are the seed-0 files
 `bench/frontier.py --export-only` wrote (links into `runs/frontier_600`), or, for a recipe whose 600-step
@@ -34,9 +35,11 @@ from tf_rpp._files import atomic_write
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 RESULTS = os.path.join(ROOT, "bench", "results")
-SOURCES = ("frontier", "layer_drop", "blocks", "speedup_recipes", "layer_drop_structured")
+SOURCES = ("frontier", "layer_drop", "blocks", "speedup_recipes", "layer_drop_structured", "snli_speedup3",
+           "snli_layers_and_heads_3x", "snli_speedup4")
 TARGETS = (2.0, 3.0, 4.0)
 TOLERANCE = 0.95
+LATENCY_TASK = "rt_polarity"  # the task of the timed files under runs/which_model_files
 
 
 def smaller_model(cell):
@@ -148,13 +151,16 @@ def _fmt(entry):
             f"{entry['megabytes']['float32']:.0f} / {entry['megabytes']['int8']:.0f} MB")
 
 
-def markdown(entries, table, latency):
+def markdown(entries, table, latency, task="rt_polarity", steps=600):
     by_cell = {e["cell"]: e for e in entries}
-    lines = [f"rt_polarity, 600 fine-tuning steps; points lost = dense minus cell, paired by seed, mean +- sample "
+    shapes = ("" if task == LATENCY_TASK else
+              f" The files timed are the {LATENCY_TASK} files of the same recipes: latency depends on the shapes "
+              f"only, and the {task} model of a recipe has the same shapes.")
+    lines = [f"{task}, {steps} fine-tuning steps; points lost = dense minus cell, paired by seed, mean +- sample "
              f"std (n seeds). Speed-up and latency: {latency['command']} (batch 1, 64 tokens, 1 thread, median "
              f"of {latency['rounds']} round-robin rounds; float32 / dynamic int8). A cell counts for a target "
              f"at {TOLERANCE}x of it. (1), (2): the run that timed the cell; milliseconds compare within a run only "
-             "(the runs may be on different machines), speed-ups across them.", "",
+             "(the runs may be on different machines), speed-ups across them." + shapes, "",
              "| target | recipe | points lost | speed-up fp32 / int8 | latency, size fp32 / int8 | "
              "layer-dropped model of equal speed | its points lost | its speed-up |",
              "|---|---|---|---|---|---|---|---|"]
@@ -188,8 +194,14 @@ def main(argv=None):
     p.add_argument("--latency", default="which_model_latency,which_model_latency_combined",
                    help="comma-separated latency results names under bench/results; each cell's speed-up is "
                         "against the dense file of its own run, from the first name that timed it")
-    p.add_argument("--picture", default=os.path.join(ROOT, "docs", "images", "frontier.png"))
+    p.add_argument("--name", default=None,
+                   help="results name under bench/results (default which_model, which_model_<task> for another task)")
+    p.add_argument("--picture", default=None,
+                   help="default docs/images/frontier.png, frontier_<task>.png for another task")
     args = p.parse_args(argv)
+    suffix = "" if args.task == LATENCY_TASK else f"_{args.task}"
+    args.name = args.name or f"which_model{suffix}"
+    args.picture = args.picture or os.path.join(ROOT, "docs", "images", f"frontier{suffix}.png")
     latency = _merged_latency(args.latency.split(","))
     entries = points(accuracy_rows(args.task, args.steps), latency)
     if not entries:
@@ -199,9 +211,9 @@ def main(argv=None):
     summary = {"command": command.strip(), "latency_command": latency["command"],
                "timed_twice": latency["timed_twice"],
                "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "table": table, "cells": entries}
-    text = markdown(entries, table, latency)
-    atomic_write(os.path.join(RESULTS, "which_model.json"), json.dumps(summary, indent=2).encode())
-    atomic_write(os.path.join(RESULTS, "which_model.md"), (f"`{summary['command']}`\n\n" + text).encode())
+    text = markdown(entries, table, latency, args.task, args.steps)
+    atomic_write(os.path.join(RESULTS, f"{args.name}.json"), json.dumps(summary, indent=2).encode())
+    atomic_write(os.path.join(RESULTS, f"{args.name}.md"), (f"`{summary['command']}`\n\n" + text).encode())
     viz.plot_speedup_frontier(entries, args.picture, title=f"{args.task}: points lost against speed-up and size "
                               f"(seed mean +- std; {args.steps} fine-tuning steps)")
     print(text)

@@ -36,7 +36,7 @@ from tf_rpp._files import atomic_write
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 RESULTS = os.path.join(ROOT, "bench", "results")
 SOURCES = ("frontier", "layer_drop", "blocks", "speedup_recipes", "layer_drop_structured", "snli_speedup3",
-           "snli_layers_and_heads_3x", "snli_speedup4")
+           "snli_layers_and_heads_3x", "snli_speedup4", "snli_speedup2")
 TARGETS = (2.0, 3.0, 4.0)
 TOLERANCE = 0.95
 LATENCY_TASK = "rt_polarity"  # the task of the timed files under runs/which_model_files
@@ -104,12 +104,29 @@ def _merged_latency(names):
             "rounds": runs[0]["rounds"], "rows": rows, "timed_twice": both}
 
 
+def same_shapes(cell):
+    """`cell` without the suffixes that change only how it trains (teacher, rate, loss), not its file's shapes."""
+    for suffix in ("_kd", "_lr6", "_dt"):
+        cell = cell[:-len(suffix)] if cell.endswith(suffix) else cell
+    return cell
+
+
 def points(accuracy, latency):
-    """The picture's and the table's entries: cells with both an accuracy row and timed files."""
-    out = []
+    """The picture's and the table's entries: cells with an accuracy row and timed files of their shapes.
+
+    A cell whose own files were not timed takes the timing of a timed cell that differs from it only in
+    how it trained (`same_shapes`), recorded in `timed_as`, unless a cell of those shapes was timed and
+    measured itself (then the variants would only crowd the picture).
+    """
+    timed = {row["cell"]: row for row in latency["rows"]}
+    by_shapes, measured_shapes = {}, {same_shapes(c) for c in accuracy if c in timed}
     for row in latency["rows"]:
-        cell = row["cell"]
-        if cell == "dense" or cell not in accuracy:
+        by_shapes.setdefault(same_shapes(row["cell"]), row)
+    out = []
+    for cell in accuracy:
+        borrowed = by_shapes.get(same_shapes(cell)) if same_shapes(cell) not in measured_shapes else None
+        row = timed.get(cell) or borrowed
+        if cell == "dense" or row is None or row["cell"] == "dense":
             continue
         acc = accuracy[cell]
         drop = acc["drop_vs_dense"]
@@ -123,6 +140,7 @@ def points(accuracy, latency):
             "speedup_2_threads": {v: row[v].get("threads", {}).get("2", {}).get("speedup_median")
                                   for v in ("float32", "int8")},
             "ms": {v: row[v]["median_ms"] for v in ("float32", "int8")}, "timed_in": row.get("run", 1),
+            "timed_as": None if row["cell"] == cell else row["cell"],
             "megabytes": {v: row[v]["bytes"] / 1e6 for v in ("float32", "int8")},
         })
     return out
@@ -137,7 +155,9 @@ def choose(entries):
         dropped = [e for e in fast if smaller_model(e["cell"])]
         best = min(pruned, key=lambda e: e["drop"]["mean"]) if pruned else None
         baseline = min(dropped, key=lambda e: e["drop"]["mean"]) if dropped else None
-        table.append({"target": target, "best": best and best["cell"], "layer_drop": baseline and baseline["cell"]})
+        ships = min([e for e in (best, baseline) if e], key=lambda e: e["drop"]["mean"], default=None)
+        table.append({"target": target, "best": best and best["cell"], "layer_drop": baseline and baseline["cell"],
+                      "ships": ships and ships["cell"]})
     return table
 
 
@@ -160,14 +180,17 @@ def markdown(entries, table, latency, task="rt_polarity", steps=600):
              f"std (n seeds). Speed-up and latency: {latency['command']} (batch 1, 64 tokens, 1 thread, median "
              f"of {latency['rounds']} round-robin rounds; float32 / dynamic int8). A cell counts for a target "
              f"at {TOLERANCE}x of it. (1), (2): the run that timed the cell; milliseconds compare within a run only "
-             "(the runs may be on different machines), speed-ups across them." + shapes, "",
+             "(the runs may be on different machines), speed-ups across them. \"as `cell`\": timed as that cell's files, "
+             "which have the same shapes (they differ only in teacher, rate or loss)." + shapes, "",
              "| target | recipe | points lost | speed-up fp32 / int8 | latency, size fp32 / int8 | "
-             "layer-dropped model of equal speed | its points lost | its speed-up |",
-             "|---|---|---|---|---|---|---|---|"]
+             "layer-dropped model of equal speed | its points lost | its speed-up | fewer points lost |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in table:
         best, base = by_cell.get(row["best"]), by_cell.get(row["layer_drop"])
         b, bl = _fmt(best), _fmt(base)
-        lines.append(f"| {row['target']:.0f}x | {b[0]} | {b[1]} | {b[2]} | {b[3]} | {bl[0]} | {bl[1]} | {bl[2]} |")
+        ships = "the smaller model" if row["ships"] and row["ships"] == row["layer_drop"] else "the recipe"
+        lines.append(f"| {row['target']:.0f}x | {b[0]} | {b[1]} | {b[2]} | {b[3]} | {bl[0]} | {bl[1]} | {bl[2]} "
+                     f"| {ships if row['ships'] else ''} |")
     if latency["timed_twice"]:
         lines += ["", "Cells timed in more than one run (the first run's figures are used): "
                   + "; ".join(f"`{t['cell']}` {t['speedup']['float32'][0]:.2f}x / {t['speedup']['int8'][0]:.2f}x "
@@ -183,7 +206,8 @@ def markdown(entries, table, latency, task="rt_polarity", steps=600):
         lines.append(f"| `{e['cell']}` | {e['family']} | {e['seeds']} | {e['drop']['mean']:.2f} +- "
                      f"{e['drop']['std']:.2f} | {e['drop']['worst']:.2f} | {e['speedup']['float32']:.2f}x / "
                      f"{e['speedup']['int8']:.2f}x | {two_text} | {e['megabytes']['float32']:.0f} / "
-                     f"{e['megabytes']['int8']:.0f} | ({e['timed_in']}) |")
+                     f"{e['megabytes']['int8']:.0f} | ({e['timed_in']})"
+                     + (f", as `{e['timed_as']}`" if e["timed_as"] else "") + " |")
     return "\n".join(lines) + "\n"
 
 

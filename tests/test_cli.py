@@ -65,7 +65,8 @@ def test_speedup_fills_in_its_measured_recipe_and_refuses_a_second_choice(tmp_pa
         config = options.config_from_arguments(FinetuneConfig, args).with_speedup_recipe()
         assert (config.structured, config.structured_heads, config.rewind, config.keep_layers) == recipe
         config.check()
-    # Sentence pairs (a pair task, or two text columns of your own data) take four layers and the 2x recipe at 3x.
+    # Sentence pairs (a pair task, or two text columns of your own data) take the smaller model at 2x and four
+    # layers with the 2x recipe at 3x.
     for argv in (["--task", "snli"], ["--data", "train.csv", "dev.csv", "--text-columns", "premise", "hypothesis"]):
         args = cli.build_parser().parse_args(["finetune", "--speedup", "3", *argv])
         config = options.config_from_arguments(FinetuneConfig, args).with_speedup_recipe()
@@ -73,7 +74,11 @@ def test_speedup_fills_in_its_measured_recipe_and_refuses_a_second_choice(tmp_pa
         assert config.rewind
         dataclasses.replace(config, shrink=True).check()  # which-model.md's commands hold for pairs too
         args = cli.build_parser().parse_args(["finetune", "--speedup", "2", *argv])
-        assert options.config_from_arguments(FinetuneConfig, args).with_speedup_recipe().structured == 0.65
+        config = options.config_from_arguments(FinetuneConfig, args).with_speedup_recipe()
+        assert config.keep_layers == (0, 2, 4) and config.structured is None and not config.rewind
+        dataclasses.replace(config, shrink=True).check()
+        args = cli.build_parser().parse_args(["finetune", "--speedup", "4", *argv])
+        assert options.config_from_arguments(FinetuneConfig, args).with_speedup_recipe().keep_layers == (0, 2, 4)
     with pytest.raises(SystemExit):  # argparse: only measured speed-ups
         cli.build_parser().parse_args(["finetune", "--speedup", "5"])
     from tf_rpp import pipeline

@@ -122,12 +122,12 @@ SPEEDUP_RECIPES = {
     2: {"structured": 0.65, "structured_heads": 0.35, "rewind": True},
     3: {"structured": 0.75, "structured_heads": 0.60, "rewind": True},
     # Past 3x, removing more heads and neurons lost more than dropping every other layer and then
-    # applying the 2x recipe to the layers kept (rt_polarity).
+    # applying the 2x recipe to the layers kept (rt_polarity and SNLI).
     4: {"keep_layers": (0, 2, 4), "structured": 0.65, "structured_heads": 0.35, "rewind": True},
 }
-# On sentence pairs (SNLI) layers matter less than on single sentences: at 2x the smaller model (every other
-# layer kept, nothing else removed) lost fewer points than heads and neurons on every seed, and at 3x four
-# layers with the 2x recipe on them lost least (docs/which-model.md): `--speedup` on pairs takes these instead.
+# On sentence pairs (SNLI) removing whole layers cost less than on single sentences: at 2x the smaller model
+# (every other layer kept, nothing else removed) lost fewer points than heads and neurons on every seed, and at
+# 3x four layers with the 2x recipe on them lost least (docs/which-model.md): `--speedup` on pairs takes these.
 SPEEDUP_PAIR_RECIPES = {
     2: {"keep_layers": (0, 2, 4)},
     3: {"keep_layers": (0, 2, 3, 4), "structured": 0.65, "structured_heads": 0.35, "rewind": True},

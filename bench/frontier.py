@@ -45,7 +45,7 @@ and teacher:
   `rpp_up_S_u600`: `rpp_up_S` with 600 upstream steps. `..._dt`: distilling
   `dense_distilled` instead of `dense` while fine-tuning.
 - Recovery variants of every `_dt` cell: `..._dt_lr6` fine-tunes at peak rate
-  6e-4 instead of 3e-4; `..._dt_kd` trains on the teacher's logits only
+  6e-4 instead of 3e-4, `..._dt_lr10` at 1e-3; `..._dt_kd` trains on the teacher's logits only
   (`distill_alpha` 1.0, no labels), as oBERT's recovery does.
 
 Latency and size come from the seed-0 model of each cell, exported to
@@ -165,6 +165,7 @@ def _cells():
     # Recovery variants: sparser models may need a larger step size, or only the teacher's soft labels.
     for name in [c for c in cells if c.endswith("_dt")]:
         cells[f"{name}_lr6"] = dict(cells[name], learning_rate=6e-4)
+        cells[f"{name}_lr10"] = dict(cells[name], learning_rate=1e-3)
         cells[f"{name}_kd"] = dict(cells[name], distill_alpha=1.0)
     return cells
 

@@ -106,7 +106,7 @@ def _merged_latency(names):
 
 def same_shapes(cell):
     """`cell` without the suffixes that change only how it trains (teacher, rate, loss), not its file's shapes."""
-    for suffix in ("_kd", "_lr6", "_dt"):
+    for suffix in ("_kd", "_lr6", "_lr10", "_dt"):
         cell = cell[:-len(suffix)] if cell.endswith(suffix) else cell
     return cell
 

@@ -30,6 +30,7 @@ import os
 import sys
 import time
 
+from frontier import CELLS
 from tf_rpp import viz
 from tf_rpp._files import atomic_write
 
@@ -105,10 +106,10 @@ def _merged_latency(names):
 
 
 def same_shapes(cell):
-    """`cell` without the suffixes that change only how it trains (teacher, rate, loss), not its file's shapes."""
-    for suffix in ("_kd", "_lr6", "_lr10", "_dt"):
-        cell = cell[:-len(suffix)] if cell.endswith(suffix) else cell
-    return cell
+    """What decides `cell`'s file shapes: what its spec in bench/frontier.py removes (not its teacher, rate or loss)."""
+    spec = CELLS.get(cell)
+    return cell if spec is None else tuple(spec.get(k) for k in ("keep_layers", "structured", "structured_heads",
+                                                                  "structured_blocks"))
 
 
 def points(accuracy, latency):
@@ -124,8 +125,8 @@ def points(accuracy, latency):
         by_shapes.setdefault(same_shapes(row["cell"]), row)
     out = []
     for cell in accuracy:
-        borrowed = by_shapes.get(same_shapes(cell)) if same_shapes(cell) not in measured_shapes else None
-        row = timed.get(cell) or borrowed
+        key = same_shapes(cell)
+        row = timed.get(cell) or (by_shapes.get(key) if key not in measured_shapes else None)
         if cell == "dense" or row is None or row["cell"] == "dense":
             continue
         acc = accuracy[cell]
@@ -180,17 +181,17 @@ def markdown(entries, table, latency, task="rt_polarity", steps=600):
              f"std (n seeds). Speed-up and latency: {latency['command']} (batch 1, 64 tokens, 1 thread, median "
              f"of {latency['rounds']} round-robin rounds; float32 / dynamic int8). A cell counts for a target "
              f"at {TOLERANCE}x of it. (1), (2): the run that timed the cell; milliseconds compare within a run only "
-             "(the runs may be on different machines), speed-ups across them. \"as `cell`\": timed as that cell's files, "
-             "which have the same shapes (they differ only in teacher, rate or loss)." + shapes, "",
+             "(the runs may be on different machines), speed-ups across them. \"as `cell`\": timed as that "
+             "cell's files, which have the same shapes (they differ only in how they train)." + shapes, "",
              "| target | recipe | points lost | speed-up fp32 / int8 | latency, size fp32 / int8 | "
              "layer-dropped model of equal speed | its points lost | its speed-up | fewer points lost |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in table:
         best, base = by_cell.get(row["best"]), by_cell.get(row["layer_drop"])
         b, bl = _fmt(best), _fmt(base)
-        ships = "the smaller model" if row["ships"] and row["ships"] == row["layer_drop"] else "the recipe"
+        ships = "" if not row["ships"] else "the smaller model" if row["ships"] == row["layer_drop"] else "the recipe"
         lines.append(f"| {row['target']:.0f}x | {b[0]} | {b[1]} | {b[2]} | {b[3]} | {bl[0]} | {bl[1]} | {bl[2]} "
-                     f"| {ships if row['ships'] else ''} |")
+                     f"| {ships} |")
     if latency["timed_twice"]:
         lines += ["", "Cells timed in more than one run (the first run's figures are used): "
                   + "; ".join(f"`{t['cell']}` {t['speedup']['float32'][0]:.2f}x / {t['speedup']['int8'][0]:.2f}x "

@@ -262,9 +262,11 @@ class FinetuneConfig:
                                           ("--structured-blocks", self.structured_blocks)) if value is not None]
         if given:
             raise ValueError(f"--speedup chooses what to remove; do not pass {', '.join(given)} with it.")
-        if self.speedup in SPEEDUP_PAIR_RECIPES and self._pairs():
-            return dataclasses.replace(self, **SPEEDUP_PAIR_RECIPES[self.speedup])
-        return dataclasses.replace(self, **SPEEDUP_RECIPES[self.speedup])
+        return dataclasses.replace(self, **(self._pair_recipe() or SPEEDUP_RECIPES[self.speedup]))
+
+    def _pair_recipe(self):
+        """`SPEEDUP_PAIR_RECIPES[--speedup]` when the examples are sentence pairs and there is one; else None."""
+        return SPEEDUP_PAIR_RECIPES.get(self.speedup) if self._pairs() else None
 
     def _pairs(self):
         """Whether the examples are sentence pairs, from the settings alone (before any data is read)."""

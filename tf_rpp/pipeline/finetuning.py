@@ -42,7 +42,6 @@ from tf_rpp.data import tasks
 from tf_rpp.pipeline import _runs
 from tf_rpp.pipeline.configs import FinetuneConfig
 from tf_rpp.pipeline.configs import FinetuneResult
-from tf_rpp.pipeline.configs import SPEEDUP_PAIR_RECIPES
 from tf_rpp.pipeline.configs import _recipe_text
 from tf_rpp.structured import layer_drop
 
@@ -84,8 +83,8 @@ def finetune(config=None, **overrides):
 
         return squad_finetuning.finetune_squad(config)
     spec, table = resolve_task(config)
-    if config.speedup in SPEEDUP_PAIR_RECIPES and config._pairs():
-        print(f"--speedup {config.speedup} on sentence pairs: {_recipe_text(SPEEDUP_PAIR_RECIPES[config.speedup])}, "
+    if pair_recipe := config._pair_recipe():
+        print(f"--speedup {config.speedup} on sentence pairs: {_recipe_text(pair_recipe)}, "
               "which lost fewer points on pairs than heads and neurons alone (docs/which-model.md)")
     if config.teacher and spec.is_regression:
         raise ValueError(f"--teacher distils class probabilities; {spec.name} is a regression task.")
